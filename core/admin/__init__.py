@@ -1,0 +1,1 @@
+"""Administration pages: users, departments, roles and plugins."""

@@ -1,0 +1,6 @@
+"""The REST API, ``/api/v1``. The core's own objects live under ``/api/v1/core``."""
+from flask import Blueprint
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+from core.api import org  # noqa: E402,F401  (routes register on import)

@@ -1,0 +1,88 @@
+"""Login, logout, the user's own profile and password."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+
+from core.auth import throttle
+from core.auth.sessions import end_session, start_session
+from core.errors import ValidationError
+from core.extensions import db
+from core.org import services
+from core.web.forms import form_data
+from core.web.views import safe_next
+
+bp = Blueprint("auth", __name__)
+log = logging.getLogger("yiti.auth")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated and request.method == "GET":
+        return redirect(safe_next(request.args.get("next")))
+    if request.method == "GET":
+        return render_template("auth/login.html", username="", error=None)
+
+    username = request.form.get("username", "").strip()
+    password = request.form.get("password", "")
+    address = request.remote_addr or "?"
+    wait = throttle.retry_after(username, address)
+    if wait:
+        minutes = max(1, round(wait / 60))
+        error = _("Too many failed attempts. Try again in %(n)d minutes.", n=minutes)
+        return render_template("auth/login.html", username=username, error=error), 429
+    user = services.authenticate(username, password) if username and password else None
+    if user is None:
+        throttle.record_failure(username, address)
+        log.info("failed login for %r from %s", username, address)
+        db.session.rollback()
+        error = _("Wrong username or password.")
+        return render_template("auth/login.html", username=username, error=error), 200
+    throttle.clear_account(username, address)
+    db.session.commit()
+    start_session(user)
+    log.info("login %s from %s", user.username, address)
+    return redirect(safe_next(request.args.get("next")))
+
+
+@bp.post("/logout")
+def logout():
+    end_session()
+    flash(_("You have logged out."), "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/account", methods=["GET", "POST"])
+@login_required
+def profile():
+    errors = {}
+    if request.method == "POST":
+        try:
+            services.update_profile(current_user, form_data(request.form, ("display_name", "email", "mobile", "language", "timezone", "version")))
+            db.session.commit()
+            flash(_("Your profile is saved."), "success")
+            return redirect(url_for("auth.profile"))
+        except ValidationError as exc:
+            db.session.rollback()
+            errors = exc.fields
+    return render_template("auth/profile.html", errors=errors, form=request.form if errors else None)
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    errors = {}
+    if request.method == "POST":
+        try:
+            services.change_own_password(current_user, form_data(request.form, ("current_password", "new_password", "confirm_password")))
+            db.session.commit()
+            start_session(current_user)  # this session continues; the others end (epoch changed)
+            flash(_("Your password is changed. Other sessions have been logged out."), "success")
+            return redirect(url_for("web.home"))
+        except ValidationError as exc:
+            db.session.rollback()
+            errors = exc.fields
+    return render_template("auth/password.html", errors=errors)

@@ -1,0 +1,218 @@
+"""The ``yiti`` command: ``run``, ``init``, ``demo``, ``db``, ``plugins``, ``users``.
+
+It is a Flask CLI group, so plugins add commands through ``register_cli`` and every command runs
+inside the app. ``yiti plugins ...`` starts the core without plugins, so a plugin that breaks
+start-up can still be disabled.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from core import ConfigError, PluginError, create_app
+from core.extensions import db
+
+
+def _make_app():
+    try:
+        return create_app()
+    except (ConfigError, PluginError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=FlaskGroup, create_app=_make_app, add_version_option=False, load_dotenv=False)
+def cli():
+    """Yiti OA: a self-hosted office-automation suite."""
+
+
+def main():
+    cli.main(prog_name="yiti")
+
+
+# init / demo ------------------------------------------------------------------------------------
+
+
+@cli.command("init")
+@with_appcontext
+def init_command():
+    """Create the secret key, the database schema and the built-in roles (safe to run again)."""
+    from pathlib import Path
+
+    from core import migrate
+    from core.config import write_secret_key
+    from core.org.roles import ensure_default_roles
+
+    key_file = write_secret_key(Path(current_app.instance_path))
+    migrate.upgrade()
+    ensure_default_roles()
+    db.session.commit()
+    click.echo(f"Secret key: {key_file}")
+    click.echo(f"Database:   {db.engine.url.render_as_string(hide_password=True)} (migrated)")
+
+
+@cli.command("demo")
+@click.option("--password", default=None, help="Password for every demo user (default: a fixed demo password).")
+@with_appcontext
+def demo_command(password):
+    """Create a sample company (departments, users, roles) and each plugin's demo data."""
+    from core import demo
+
+    company = demo.create_demo_company(password)
+    db.session.commit()
+    click.echo("Demo company ready. Log in at http://127.0.0.1:5000 as:")
+    for username, user in company.users.items():
+        department = user.department.name if user.department else ""
+        click.echo(f"  {username:<10} {user.display_name:<6} {department}")
+    click.echo(f"Password for every demo user: {company.password}")
+
+
+# db -----------------------------------------------------------------------------------------------
+
+
+@cli.group("db")
+def db_group():
+    """Database schema migrations."""
+
+
+@db_group.command("upgrade")
+@with_appcontext
+def db_upgrade():
+    """Migrate the core and every enabled plugin to the latest schema."""
+    from core import migrate
+
+    migrate.upgrade()
+    click.echo("Database is up to date: " + ", ".join(migrate.branches()))
+
+
+@db_group.command("status")
+@with_appcontext
+def db_status():
+    """Say which branches still have migrations to apply (exit 1 if any)."""
+    from core import migrate
+
+    behind = migrate.pending()
+    if behind:
+        click.echo("Pending: " + ", ".join(behind))
+        sys.exit(1)
+    click.echo("Up to date.")
+
+
+@db_group.command("revision")
+@click.option("--branch", default="core", show_default=True, help="core or a plugin name")
+@click.option("-m", "--message", required=True)
+@click.option("--autogenerate/--empty", default=True)
+@with_appcontext
+def db_revision(branch, message, autogenerate):
+    """Write a new migration for one branch, comparing only that branch's tables."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from core import migrate
+
+    plugins = current_app.extensions["plugins"]
+    folder = migrate.CORE_DIR / "versions" if branch == "core" else plugins.package_dir(branch) / "migrations"
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = migrate.alembic_config()
+    cfg.attributes["table_prefix"] = f"{branch}_"
+    labels = {label for rev in ScriptDirectory.from_config(cfg).walk_revisions() for label in rev.branch_labels}
+    if branch in labels:
+        command.revision(cfg, message, autogenerate=autogenerate, head=f"{branch}@head")
+    else:
+        command.revision(cfg, message, autogenerate=autogenerate, head="base", branch_label=branch,
+                         version_path=str(folder), depends_on="core@head" if branch != "core" else None)
+
+
+# plugins ------------------------------------------------------------------------------------------
+
+
+def _core_only_app():
+    try:
+        return create_app(load_plugins=False)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.group("plugins")
+def plugins_group():
+    """List, enable and disable plugins (changes apply at the next start)."""
+
+
+@plugins_group.command("list", with_appcontext=False)
+def plugins_list():
+    """Every installed plugin and whether it is enabled."""
+    from core.plugins_admin import plugin_rows
+
+    with _core_only_app().app_context():
+        info = plugin_rows()
+        for row in info["rows"]:
+            state = "enabled" if row["enabled"] else "disabled"
+            requires = ", ".join(row["requires"]) or "-"
+            click.echo(f"{row['name']:<12} {row['version']:<8} {state:<9} requires: {requires:<12} {row['distribution']}")
+        if info["locked"]:
+            click.echo("(set by YITI_PLUGINS)")
+
+
+def _toggle(name: str, enabled: bool) -> None:
+    from core.errors import BusinessRuleError
+    from core.plugins_admin import set_enabled
+
+    with _core_only_app().app_context():
+        try:
+            names = set_enabled(name, enabled)
+        except BusinessRuleError as exc:
+            raise click.ClickException(str(exc.message)) from None
+        db.session.commit()
+    click.echo(f"Enabled plugins: {', '.join(names) or '(none)'}. Restart Yiti OA to apply.")
+
+
+@plugins_group.command("enable", with_appcontext=False)
+@click.argument("name")
+def plugins_enable(name):
+    """Enable NAME (its requirements must be enabled)."""
+    _toggle(name, True)
+
+
+@plugins_group.command("disable", with_appcontext=False)
+@click.argument("name")
+def plugins_disable(name):
+    """Disable NAME; its data stays in the database."""
+    _toggle(name, False)
+
+
+# users --------------------------------------------------------------------------------------------
+
+
+@cli.group("users")
+def users_group():
+    """Manage user accounts."""
+
+
+@users_group.command("create-admin")
+@click.option("--username", default="admin", show_default=True)
+@click.option("--name", "display_name", default="系统管理员", show_default=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@with_appcontext
+def create_admin(username, display_name, password):
+    """Create an administrator (or give an existing user the admin role and this password)."""
+    from core.errors import DomainError
+    from core.org import services
+    from core.org.roles import ensure_default_roles
+
+    ensure_default_roles()
+    try:
+        user = services.find_user(username)
+        if user is None:
+            user = services.create_user(None, {"username": username, "display_name": display_name,
+                                               "password": password, "roles": ["admin"]})
+        else:
+            services.update_user(None, user.id, {"password": password, "roles": sorted(user.role_keys | {"admin"}),
+                                                 "active": True})
+    except DomainError as exc:
+        db.session.rollback()
+        details = "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in exc.fields.items())
+        raise click.ClickException(f"{exc.message} {details}".strip()) from None
+    db.session.commit()
+    click.echo(f"Administrator {user.username} is ready.")

@@ -1,0 +1,167 @@
+"""Settings: defaults < the TOML file named by ``YITI_CONFIG`` < ``YITI_*`` environment variables.
+
+Every setting has a default here, and its type is the type of that default. A value of the wrong
+type, from the file or the environment, stops start-up with a message naming the key. Unknown keys
+in the file stop start-up too, so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+
+ENV_PREFIX = "YITI_"
+
+#: Settings an installer may change. ``None`` means "not set"; its type is given in ``TYPES``.
+DEFAULTS: dict[str, object] = {
+    "ENV": "development",              # development | production
+    "SECRET_KEY": None,                # generated into the instance folder by `yiti init`
+    "INSTANCE_PATH": None,             # where the SQLite file, secret key and uploads live
+    "DATABASE_URL": None,              # default: SQLite file in the instance folder
+    "DATABASE_ECHO": False,
+    "REDIS_URL": None,                 # rate limits (and later queues) shared by several servers
+    "PLUGINS": ["approval", "crm", "srm", "hr"],
+    "LANGUAGES": ["zh_CN", "en"],
+    "DEFAULT_LANGUAGE": "zh_CN",
+    "DEFAULT_TIMEZONE": "Asia/Shanghai",
+    "HTTPS": False,                    # secure cookies; True by default in production
+    "PROXY_FIX": 0,                    # number of trusted reverse proxies in front of the app
+    "SESSION_IDLE_MINUTES": 120,
+    "SESSION_ABSOLUTE_HOURS": 12,
+    "PASSWORD_MIN_LENGTH": 8,
+    "PASSWORD_HASH": "scrypt:32768:8:1",  # werkzeug method string; tests use a cheaper work factor
+    "LOGIN_LIMIT_ACCOUNT": "5 per 15 minutes",
+    "LOGIN_LIMIT_IP": "30 per 15 minutes",
+    "PAGE_SIZE": 20,
+}
+
+TYPES: dict[str, type] = {
+    "SECRET_KEY": str,
+    "INSTANCE_PATH": str,
+    "DATABASE_URL": str,
+    "REDIS_URL": str,
+}
+
+CHOICES: dict[str, tuple[str, ...]] = {"ENV": ("development", "production")}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+#: Secret keys that must never run in production (examples, placeholders).
+WEAK_SECRETS = {"dev", "secret", "change-me", "changeme", "yiti"}
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names the key."""
+
+
+def _type_of(key: str) -> type:
+    if key in TYPES:
+        return TYPES[key]
+    return type(DEFAULTS[key])
+
+
+def _from_env(key: str, raw: str) -> object:
+    kind = _type_of(key)
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ConfigError(f"{ENV_PREFIX}{key}: expected a boolean (true/false), got {raw!r}")
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{ENV_PREFIX}{key}: expected an integer, got {raw!r}") from None
+    if kind is list:
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def _check(key: str, value: object, source: str) -> object:
+    kind = _type_of(key)
+    if value is None:
+        return None
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"{key} in {source}: expected {kind.__name__}, got {value!r}")
+    if kind is list and not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{key} in {source}: expected a list of strings, got {value!r}")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"{key} in {source}: expected one of {', '.join(CHOICES[key])}, got {value!r}")
+    return value
+
+
+def load_settings(overrides: dict | None = None, environ: dict | None = None) -> dict:
+    """Return the merged settings: defaults, then the config file, the environment, ``overrides``.
+
+    ``SOURCES`` in the result says where each setting came from (default, file, environment,
+    config), so pages can tell an admin which settings they cannot change from the browser.
+
+    ``overrides`` are what ``create_app(config=...)`` received (tests, embedding); they are
+    type-checked like everything else but may also carry raw Flask keys.
+    """
+    environ = os.environ if environ is None else environ
+    settings = dict(DEFAULTS)
+    sources = dict.fromkeys(DEFAULTS, "default")
+    path = environ.get(f"{ENV_PREFIX}CONFIG")
+    if path:
+        from_file = _read_file(Path(path))
+        settings.update(from_file)
+        sources.update(dict.fromkeys(from_file, "file"))
+    for key in DEFAULTS:
+        raw = environ.get(f"{ENV_PREFIX}{key}")
+        if raw is not None:
+            settings[key] = _check(key, _from_env(key, raw), "the environment")
+            sources[key] = "environment"
+    for key, value in (overrides or {}).items():
+        settings[key] = _check(key, value, "create_app(config)") if key in DEFAULTS else value
+        sources[key] = "config"
+    settings["SOURCES"] = sources
+    if settings["DEFAULT_LANGUAGE"] not in settings["LANGUAGES"]:
+        raise ConfigError("DEFAULT_LANGUAGE: must be one of LANGUAGES")
+    return settings
+
+
+def _read_file(path: Path) -> dict:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"YITI_CONFIG: file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"YITI_CONFIG: {path} is not valid TOML: {exc}") from None
+    result = {}
+    for key, value in data.items():
+        upper = key.upper()
+        if upper not in DEFAULTS:
+            raise ConfigError(f"{key} in {path}: unknown setting")
+        result[upper] = _check(upper, value, str(path))
+    return result
+
+
+def resolve_secret_key(settings: dict, instance_path: Path) -> str | None:
+    """The configured secret key, else the one `yiti init` wrote into the instance folder."""
+    if settings.get("SECRET_KEY"):
+        return settings["SECRET_KEY"]
+    key_file = instance_path / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip() or None
+    return None
+
+
+def write_secret_key(instance_path: Path) -> Path:
+    """Create ``instance/secret_key`` (owner-readable only) unless it exists; return its path."""
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key_file = instance_path / "secret_key"
+    if not key_file.exists():
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return key_file
+
+
+def is_weak_secret(value: str | None) -> bool:
+    """True when ``value`` is missing, a known placeholder or too short to be a real key."""
+    return not value or value.lower() in WEAK_SECRETS or len(value) < 32

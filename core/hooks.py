@@ -1,0 +1,55 @@
+"""The core's own hook implementations: it fills the menu and dashboard the same way plugins do."""
+from __future__ import annotations
+
+from flask import render_template
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, select
+
+from core.extensions import db
+from core.plugins import DashboardWidget, MenuItem, Permission, hookimpl
+
+
+@hookimpl
+def register_permissions():
+    return [
+        Permission("core.user.manage", _l("Manage users")),
+        Permission("core.department.manage", _l("Manage departments")),
+        Permission("core.role.manage", _l("Manage roles")),
+        Permission("core.plugin.manage", _l("Enable and disable plugins")),
+    ]
+
+
+@hookimpl
+def register_menu(user):
+    items = [MenuItem("home", _l("Home"), "web.home", order=0)]
+    if user.is_admin:
+        items += [
+            MenuItem("admin.users", _l("Users"), "admin.users", order=10, section="admin"),
+            MenuItem("admin.departments", _l("Organisation"), "admin.departments", order=20, section="admin"),
+            MenuItem("admin.roles", _l("Roles"), "admin.roles", order=30, section="admin"),
+            MenuItem("admin.plugins", _l("Plugins"), "admin.plugins", order=90, section="admin"),
+        ]
+    return items
+
+
+@hookimpl
+def register_dashboard_widgets(user):
+    widgets = [DashboardWidget("core.welcome", _l("Welcome"), lambda: render_template("widgets/welcome.html"), order=0)]
+    if user.is_admin:
+        widgets.append(DashboardWidget("core.org", _l("People by department"), _org_chart, order=10))
+    return widgets
+
+
+def _org_chart() -> str:
+    from core.org.models import Department, User
+
+    rows = db.session.execute(
+        select(Department.name, func.count(User.id))
+        .join(User, User.department_id == Department.id)
+        .where(User.active.is_(True))
+        .group_by(Department.id, Department.name)
+        .order_by(func.count(User.id).desc(), Department.name)
+        .limit(12)
+    ).all()
+    chart = {"labels": [name for name, _count in rows], "values": [count for _name, count in rows]}
+    return render_template("widgets/org_chart.html", chart=chart)

@@ -1,0 +1,80 @@
+"""Shared model mixins: every business table is built from these.
+
+- ``TimestampMixin``: ``created_at`` / ``updated_at`` in UTC.
+- ``CreatedByMixin``: who created the row.
+- ``OwnedMixin``: ``owner_id`` and ``department_id``, the two columns record scopes filter on,
+  each indexed together with ``updated_at`` (the order every list uses).
+- ``VersionedMixin``: a ``version`` counter; SQLAlchemy refuses a stale UPDATE and
+  ``check_version`` turns a client's stale version into a 409.
+- ``CustomFieldsMixin``: a JSON ``custom`` column (JSONB on PostgreSQL) for admin-defined fields.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+from core import clock
+from core.errors import Conflict
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=clock.now, onupdate=clock.now, nullable=False
+    )
+
+
+class CreatedByMixin:
+    @declared_attr
+    def created_by_id(cls) -> Mapped[int | None]:
+        return mapped_column(ForeignKey("core_user.id", ondelete="SET NULL"), nullable=True)
+
+
+class OwnedMixin(TimestampMixin):
+    """Owner and department of a record: what ``own`` / ``department`` scopes filter on."""
+
+    @declared_attr
+    def owner_id(cls) -> Mapped[int | None]:
+        return mapped_column(ForeignKey("core_user.id", ondelete="SET NULL"), nullable=True)
+
+    @declared_attr
+    def department_id(cls) -> Mapped[int | None]:
+        return mapped_column(ForeignKey("core_department.id", ondelete="SET NULL"), nullable=True)
+
+    @staticmethod
+    def scope_indexes(tablename: str) -> tuple[Index, ...]:
+        """The two list indexes a scoped table needs; put them in the model's ``__table_args__``."""
+        return (
+            Index(f"ix_{tablename}_owner_updated", "owner_id", "updated_at"),
+            Index(f"ix_{tablename}_department_updated", "department_id", "updated_at"),
+        )
+
+
+class VersionedMixin:
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict:
+        return {"version_id_col": cls.version}
+
+    def check_version(self, expected: int | None) -> None:
+        """Raise ``Conflict`` when the client read this record at another version than the current."""
+        if expected is None:
+            return
+        if int(expected) != self.version:
+            from flask_babel import gettext as _
+
+            raise Conflict(
+                _("This record was changed by someone else. Reload it and apply your change again."),
+                current_version=self.version,
+                updated_at=getattr(self, "updated_at", None) and self.updated_at.isoformat(),
+            )
+
+
+class CustomFieldsMixin:
+    custom: Mapped[dict] = mapped_column(JSONType, nullable=False, default=dict)

@@ -1,0 +1,1 @@
+"""The organisation: departments (a tree), users and roles."""

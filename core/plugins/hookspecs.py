@@ -1,0 +1,73 @@
+"""Every hook the core offers to plugins.
+
+Hooks are called with keyword arguments and return lists; the core sorts what it collects by
+explicit keys, so nothing depends on the order plugins were registered in. A new hook needs a
+docstring and a test named ``test_hook_<name>`` (guard tests enforce both).
+"""
+from core.plugins.markers import hookspec
+
+
+@hookspec
+def register_models():
+    """Model classes this plugin owns.
+
+    Returns a list of SQLAlchemy model classes whose table names start with ``<plugin>_``.
+    Their schema changes ship as Alembic revisions in ``<package>/migrations/``, a branch labelled
+    with the plugin name. Disabling the plugin never drops these tables. Called once at start-up.
+    """
+
+
+@hookspec
+def register_blueprints(app):
+    """Flask blueprints this plugin serves.
+
+    ``app`` is the Flask app being built. Returns a list of ``Blueprint`` objects (templates and
+    static files travel with them); the core registers them in name order. Called once in
+    ``create_app`` after the core's own blueprints.
+    """
+
+
+@hookspec
+def register_permissions():
+    """Permissions this plugin defines.
+
+    Returns a list of ``Permission``. Names are ``<plugin>.<resource>.<action>``; a name declared
+    twice stops start-up. Called once at start-up, after every plugin is registered.
+    """
+
+
+@hookspec
+def register_menu(user):
+    """Navigation entries for ``user`` (the logged-in user).
+
+    Returns a list of ``MenuItem``; the portal shows them sorted by ``(section, order, key)``.
+    Return nothing for a user who may not use the page. Called on every page render.
+    """
+
+
+@hookspec
+def register_dashboard_widgets(user):
+    """Cards for the home dashboard of ``user``.
+
+    Returns a list of ``DashboardWidget``; they are shown sorted by ``(order, key)``. Keep
+    ``render`` cheap: it runs on every visit of the home page. Called on every home page render.
+    """
+
+
+@hookspec
+def register_cli(cli):
+    """Command-line commands.
+
+    ``cli`` is the app's Click group (``yiti``). Add commands or groups to it; return nothing.
+    Called once in ``create_app``.
+    """
+
+
+@hookspec
+def demo_data(company):
+    """Sample records for the demo company.
+
+    ``company`` is a ``DemoCompany`` with the departments and users ``yiti demo`` created.
+    Create records through your services (inside the caller's transaction); return nothing.
+    Must be idempotent: ``yiti demo`` may run again on the same database.
+    """

@@ -1,0 +1,1 @@
+"""Yiti OA's own plugins. Each is a package with a ``PLUGIN`` manifest and a ``hooks`` module."""

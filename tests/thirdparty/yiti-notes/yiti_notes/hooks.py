@@ -1,0 +1,68 @@
+import click
+from flask import Blueprint, redirect, render_template, request, url_for
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user, login_required
+from sqlalchemy import func, select
+
+from core.extensions import db
+from core.plugins import DashboardWidget, MenuItem, Permission, hookimpl
+from yiti_notes.models import Note
+
+bp = Blueprint("notes", __name__, url_prefix="/notes", template_folder="templates")
+
+
+@bp.route("/", methods=["GET", "POST"])
+@login_required
+def index():
+    if request.method == "POST":
+        db.session.add(Note(title=request.form["title"], owner_id=current_user.id, created_by_id=current_user.id,
+                            department_id=current_user.department_id))
+        db.session.commit()
+        return redirect(url_for("notes.index"))
+    notes = db.session.scalars(select(Note).where(Note.owner_id == current_user.id).order_by(Note.id)).all()
+    return render_template("notes/index.html", notes=notes)
+
+
+@hookimpl
+def register_models():
+    return [Note]
+
+
+@hookimpl
+def register_blueprints(app):
+    return [bp]
+
+
+@hookimpl
+def register_permissions():
+    return [Permission("notes.note.read", _l("Read notes")), Permission("notes.note.create", _l("Write notes"))]
+
+
+@hookimpl
+def register_menu(user):
+    return [MenuItem("notes", _l("Team notes"), "notes.index", order=50)]
+
+
+@hookimpl
+def register_dashboard_widgets(user):
+    def render():
+        count = db.session.scalar(select(func.count()).select_from(Note).where(Note.owner_id == user.id))
+        return render_template("notes/widget.html", count=count)
+
+    return [DashboardWidget("notes.count", _l("Team notes"), render, order=50)]
+
+
+@hookimpl
+def register_cli(cli):
+    @cli.command("notes-count")
+    def notes_count():
+        """Print how many notes exist."""
+        click.echo(str(db.session.scalar(select(func.count()).select_from(Note))))
+
+
+@hookimpl
+def demo_data(company):
+    admin = company.users["admin"]
+    exists = db.session.scalar(select(Note.id).where(Note.title == "Welcome note"))
+    if exists is None:
+        db.session.add(Note(title="Welcome note", owner_id=admin.id, department_id=admin.department_id))
