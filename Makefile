@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
-CATALOGUES := $(wildcard core/translations plugins/*/translations)
+CATALOGUES := $(wildcard core/translations plugins/*/translations tests/thirdparty/*/*/translations)
 
 .PHONY: install install-test translations run test test-sqlite test-postgresql messages bench clean
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, has_request_context, request, session
-from flask_babel import get_locale
 from flask_login import current_user
 
 from core.extensions import babel
@@ -33,7 +32,12 @@ def select_timezone() -> str:
 
 
 def init_app(app: Flask, plugins) -> None:
-    """Set up Flask-Babel with the core's catalogue plus every enabled plugin's ``translations`` folder."""
+    """Set up Flask-Babel with the core's catalogue plus every enabled plugin's ``translations`` folder.
+
+    Babel expands ``zh_CN`` to ``zh_Hans_CN`` and looks catalogues up by that name, so the
+    Simplified Chinese catalogues live in ``translations/zh_Hans_CN/`` (which Traditional
+    Chinese locales never match).
+    """
     folders = [plugins.package_dir("core") / "translations"]
     folders += [plugins.package_dir(name) / "translations" for name in plugins.names]
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = ";".join(str(f) for f in folders if f.is_dir())
@@ -44,7 +48,7 @@ def init_app(app: Flask, plugins) -> None:
     @app.context_processor
     def _languages():
         return {
-            "current_language": str(get_locale()),
+            "current_language": select_locale(),
             "language_names": LANGUAGE_NAMES,
             "languages": app.config["YITI"]["LANGUAGES"],
         }

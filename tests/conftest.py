@@ -51,16 +51,16 @@ def engine_name(request):
 
 @pytest.fixture
 def database(engine_name, tmp_path, request):
-    """``(url, engine options)`` of an empty database for this test."""
+    """The URL of an empty database for this test (PostgreSQL: a schema, chosen in the URL)."""
     if engine_name == "sqlite":
-        yield f"sqlite:///{tmp_path / 'test.db'}", {}
+        yield f"sqlite:///{tmp_path / 'test.db'}"
         return
     url = request.getfixturevalue("postgres_url")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    yield url, {"connect_args": {"options": f"-csearch_path={schema}"}}
+    yield f"{url}?options=-csearch_path%3D{schema}"
     with engine.connect() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     engine.dispose()
@@ -69,14 +69,13 @@ def database(engine_name, tmp_path, request):
 @pytest.fixture
 def make_app(database, tmp_path):
     """``make_app(plugins=[...], schema="create"|"migrate"|None, **settings)`` builds an app on this test's database."""
-    url, engine_options = database
+    url = database
     apps = []
 
     def factory(plugins=ALL_PLUGINS, schema="create", **settings):
         config = {
             "TESTING": True,
             "DATABASE_URL": url,
-            "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
             "PLUGINS": list(plugins),
             "INSTANCE_PATH": str(tmp_path / "instance"),
             "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
