@@ -10,9 +10,9 @@
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
@@ -22,11 +22,32 @@ from core.errors import Conflict
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime on every engine.
+
+    PostgreSQL keeps the offset (``timestamptz``); SQLite keeps none, so values are converted to
+    UTC on the way in and marked UTC on the way out. A naive datetime is a bug and is refused.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: use core.clock.now() or an aware datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class TimestampMixin:
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now, nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=clock.now, onupdate=clock.now, nullable=False
-    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now, nullable=False)
 
 
 class CreatedByMixin:

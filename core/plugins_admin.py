@@ -43,7 +43,11 @@ def plugin_rows() -> dict:
             "distribution": installed.distribution,
             "running": name in running,
             "enabled": name in wanted,
+            "error": None,
         })
+    for name, error in sorted(plugins.broken.items()):
+        rows.append({"name": name, "label": name, "description": "", "version": "?", "requires": [],
+                     "distribution": "?", "running": False, "enabled": name in wanted, "error": error})
     return {"rows": rows, "locked": locked(), "restart_needed": running != wanted}
 
 

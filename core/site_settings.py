@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, String, select
+from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
 from core.extensions import db
-from core.models import JSONType
+from core.models import JSONType, UTCDateTime
 
 PLUGINS_KEY = "plugins.enabled"
 
@@ -19,7 +19,7 @@ class SiteSetting(db.Model):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[object] = mapped_column(JSONType, nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now, onupdate=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("core_user.id", ondelete="SET NULL"))
 
 

@@ -18,6 +18,15 @@ def include_object(obj, name, type_, reflected, compare_to):
     return True
 
 
+def render_item(type_, obj, autogen_context):
+    """Write our column types as plain SQLAlchemy types, so a migration never imports the core."""
+    from core.models import UTCDateTime
+
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def run_migrations_online() -> None:
     with db.engine.connect() as connection:
         context.configure(
@@ -26,6 +35,7 @@ def run_migrations_online() -> None:
             include_object=include_object,
             render_as_batch=True,  # SQLite alters tables by copy; batch mode writes that for us
             compare_type=True,
+            render_item=render_item,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pluggy
 
@@ -34,27 +35,38 @@ class InstalledPlugin:
     distribution: str
 
 
-def discover() -> dict[str, InstalledPlugin]:
-    """Every installed plugin by name, read from the entry points (manifests only, no hooks)."""
+def discover() -> tuple[dict[str, InstalledPlugin], dict[str, str]]:
+    """Every installed plugin by name, read from the entry points (manifests only, no hooks).
+
+    Returns ``(installed, broken)``: ``broken`` maps the name of each installed plugin whose
+    manifest cannot be read to the reason. A broken plugin stops start-up only when it is
+    enabled, so an admin can still start the core and disable it.
+    """
     found: dict[str, InstalledPlugin] = {}
+    broken: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             module = ep.load()
         except Exception as exc:  # an installed plugin whose package cannot even be imported
-            raise PluginError(f"Plugin {ep.name!r} failed to import: {exc!r}") from exc
+            broken[ep.name] = f"failed to import: {exc!r}"
+            continue
         spec = getattr(module, "PLUGIN", None)
         if not isinstance(spec, PluginSpec):
-            raise PluginError(f"Plugin {ep.name!r}: {ep.value} has no PLUGIN = PluginSpec(...) manifest")
-        if spec.name != ep.name:
-            raise PluginError(f"Plugin {ep.name!r}: its manifest is named {spec.name!r}")
-        if ep.name in found and found[ep.name].package != ep.value:
-            raise PluginError(f"Plugin {ep.name!r} is installed twice ({found[ep.name].package}, {ep.value})")
-        dist = ep.dist.name if ep.dist else "?"
-        found[ep.name] = InstalledPlugin(spec=spec, package=ep.value, distribution=dist)
-    return found
+            broken[ep.name] = f"{ep.value} has no PLUGIN = PluginSpec(...) manifest"
+        elif spec.name != ep.name:
+            broken[ep.name] = f"its manifest is named {spec.name!r}"
+        elif ep.name in found and found[ep.name].package != ep.value:
+            broken[ep.name] = f"installed twice ({found[ep.name].package}, {ep.value})"
+        else:
+            dist = ep.dist.name if ep.dist else "?"
+            found[ep.name] = InstalledPlugin(spec=spec, package=ep.value, distribution=dist)
+    for name in broken:
+        found.pop(name, None)
+    return found, broken
 
 
-def resolve(enabled: list[str], installed: dict[str, InstalledPlugin]) -> list[InstalledPlugin]:
+def resolve(enabled: list[str], installed: dict[str, InstalledPlugin],
+            broken: dict[str, str] | None = None) -> list[InstalledPlugin]:
     """Check ``enabled`` against ``installed`` and return them in dependency order.
 
     A plugin comes after everything it requires (and after optional plugins that are enabled);
@@ -63,6 +75,8 @@ def resolve(enabled: list[str], installed: dict[str, InstalledPlugin]) -> list[I
     """
     names = list(dict.fromkeys(enabled))
     for name in names:
+        if broken and name in broken:
+            raise PluginError(f"Plugin {name!r}: {broken[name]}")
         if name not in installed:
             known = ", ".join(sorted(installed)) or "none"
             raise PluginError(f"Plugin {name!r} is enabled but not installed (installed: {known})")
@@ -88,8 +102,11 @@ class Plugins:
     """The plugins of one app: the pluggy manager, what is installed and what is enabled."""
 
     def __init__(self, enabled: list[str], installed: dict[str, InstalledPlugin] | None = None):
-        self.installed = discover() if installed is None else installed
-        self.enabled = resolve(enabled, self.installed)
+        if installed is None:
+            self.installed, self.broken = discover()
+        else:
+            self.installed, self.broken = installed, {}
+        self.enabled = resolve(enabled, self.installed, self.broken)
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(hookspecs)
         import core.hooks  # the core's own menu items and widgets take the same path as plugins'
@@ -97,7 +114,10 @@ class Plugins:
         self.pm.register(core.hooks, name="core")
         for plugin in self.enabled:
             self._load(plugin)
-        self.pm.check_pending()
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"Plugin {self.pm.get_name(exc.plugin)!r}: {exc}") from exc
 
     def _load(self, plugin: InstalledPlugin) -> None:
         name = plugin.spec.name
@@ -107,7 +127,10 @@ class Plugins:
             hooks = importlib.import_module(f"{plugin.package}.hooks")
         except Exception as exc:
             raise PluginError(f"Plugin {name!r} failed to import: {exc!r}") from exc
-        self.pm.register(hooks, name=name)
+        try:
+            self.pm.register(hooks, name=name)
+        except pluggy.PluginValidationError as exc:  # a hook implementation that matches no spec's signature
+            raise PluginError(str(exc)) from exc  # pluggy's message names the plugin and the hook
 
     @property
     def hook(self):
@@ -132,12 +155,9 @@ class Plugins:
             pairs.extend((impl.plugin_name, item) for item in result or ())
         return pairs
 
-    def package_dir(self, name: str):
+    def package_dir(self, name: str) -> Path:
         """The folder of an installed plugin's package (``core`` for the core)."""
-        import core
-
-        package = "core" if name == "core" else self.installed[name].package
-        spec = importlib.util.find_spec(package) if package != "core" else None
-        from pathlib import Path
-
-        return Path(core.__file__).parent if spec is None else Path(next(iter(spec.submodule_search_locations)))
+        if name == "core":
+            return Path(__file__).resolve().parents[1]
+        spec = importlib.util.find_spec(self.installed[name].package)
+        return Path(next(iter(spec.submodule_search_locations)))
