@@ -35,7 +35,7 @@ test-sqlite: install-test
 
 # Refresh the catalogues after changing user-facing strings.
 messages: $(BIN)/python
-	$(BIN)/pybabel extract -F babel.cfg -k _l -o core/translations/messages.pot core plugins
+	$(BIN)/pybabel extract -F babel.cfg -k _l -o core/translations/messages.pot --ignore-dirs=".* _* tests test-artifacts instance" .
 	$(BIN)/pybabel update -i core/translations/messages.pot -d core/translations --no-fuzzy-matching
 
 bench: install-test

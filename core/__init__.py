@@ -8,7 +8,7 @@ from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.config import ConfigError, is_weak_secret, load_settings, resolve_secret_key
-from core.extensions import babel, csrf, db, limiter, login_manager
+from core.extensions import csrf, db, limiter, login_manager
 from core.plugins.manager import PluginError, Plugins
 
 __all__ = ["create_app", "ConfigError", "PluginError"]

@@ -7,10 +7,11 @@ start-up can still be disabled.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
-from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, ScriptInfo, pass_script_info, with_appcontext
 
 from core import ConfigError, PluginError, create_app
 from core.extensions import db
@@ -32,25 +33,40 @@ def main():
     cli.main(prog_name="yiti")
 
 
+def _require_schema() -> None:
+    """Stop with a clear message, not a traceback, when `yiti init` has not created the tables."""
+    from sqlalchemy import inspect
+
+    if not inspect(db.engine).has_table("core_user"):
+        raise click.ClickException("The database has no Yiti OA tables yet: run `yiti init` first.")
+
+
 # init / demo ------------------------------------------------------------------------------------
 
 
-@cli.command("init")
-@with_appcontext
-def init_command():
+@cli.command("init", with_appcontext=False)
+@pass_script_info
+def init_command(info: ScriptInfo):
     """Create the secret key, the database schema and the built-in roles (safe to run again)."""
-    from pathlib import Path
-
     from core import migrate
-    from core.config import write_secret_key
-    from core.org.roles import ensure_default_roles
+    from core.config import load_settings, write_secret_key
+    from core.permissions.services import apply_role_templates
 
-    key_file = write_secret_key(Path(current_app.instance_path))
-    migrate.upgrade()
-    ensure_default_roles()
-    db.session.commit()
-    click.echo(f"Secret key: {key_file}")
-    click.echo(f"Database:   {db.engine.url.render_as_string(hide_password=True)} (migrated)")
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if settings["ENV"] == "production" and not settings["SECRET_KEY"]:
+        # Production refuses to start without a key, so it must exist before the app does.
+        instance = settings["INSTANCE_PATH"] or Flask("core").instance_path
+        write_secret_key(Path(instance))
+    with info.load_app().app_context():
+        key_file = write_secret_key(Path(current_app.instance_path))
+        migrate.upgrade()
+        apply_role_templates()
+        db.session.commit()
+        click.echo(f"Secret key: {key_file}")
+        click.echo(f"Database:   {db.engine.url.render_as_string(hide_password=True)} (migrated)")
 
 
 @cli.command("demo")
@@ -59,14 +75,24 @@ def init_command():
 def demo_command(password):
     """Create a sample company (departments, users, roles) and each plugin's demo data."""
     from core import demo
+    from core.org.services import find_user
 
+    _require_schema()
+    existing = {username for username, *_rest in demo.USERS if find_user(username) is not None}
     company = demo.create_demo_company(password)
     db.session.commit()
     click.echo("Demo company ready. Log in at http://127.0.0.1:5000 as:")
     for username, user in company.users.items():
         department = user.department.name if user.department else ""
         click.echo(f"  {username:<10} {user.display_name:<6} {department}")
-    click.echo(f"Password for every demo user: {company.password}")
+    # Existing users keep their password: never print one that does not work for them.
+    created = [username for username in company.users if username not in existing]
+    if len(created) == len(company.users):
+        click.echo(f"Password for every demo user: {company.password}")
+    elif created:
+        click.echo(f"Password for {', '.join(created)}: {company.password} (the other users keep theirs)")
+    else:
+        click.echo("The demo users already existed; their passwords are unchanged.")
 
 
 # db -----------------------------------------------------------------------------------------------
@@ -146,6 +172,7 @@ def plugins_list():
     from core.plugins_admin import plugin_rows
 
     with _core_only_app().app_context():
+        _require_schema()
         info = plugin_rows()
         for row in info["rows"]:
             state = "enabled" if row["enabled"] else "disabled"
@@ -160,6 +187,7 @@ def _toggle(name: str, enabled: bool) -> None:
     from core.plugins_admin import set_enabled
 
     with _core_only_app().app_context():
+        _require_schema()
         try:
             names = set_enabled(name, enabled)
         except BusinessRuleError as exc:
@@ -201,6 +229,7 @@ def create_admin(username, display_name, password):
     from core.org import services
     from core.org.roles import ensure_default_roles
 
+    _require_schema()
     ensure_default_roles()
     try:
         user = services.find_user(username)

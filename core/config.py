@@ -45,6 +45,16 @@ TYPES: dict[str, type] = {
 
 CHOICES: dict[str, tuple[str, ...]] = {"ENV": ("development", "production")}
 
+#: The smallest value each integer setting accepts: a page size or time-out of 0 breaks every
+#: request, and a negative PROXY_FIX would trust a client-supplied X-Forwarded-For entry.
+MINIMUMS: dict[str, int] = {
+    "PROXY_FIX": 0,
+    "SESSION_IDLE_MINUTES": 1,
+    "SESSION_ABSOLUTE_HOURS": 1,
+    "PASSWORD_MIN_LENGTH": 1,
+    "PAGE_SIZE": 1,
+}
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -91,7 +101,37 @@ def _check(key: str, value: object, source: str) -> object:
         raise ConfigError(f"{key} in {source}: expected a list of strings, got {value!r}")
     if key in CHOICES and value not in CHOICES[key]:
         raise ConfigError(f"{key} in {source}: expected one of {', '.join(CHOICES[key])}, got {value!r}")
+    if key in MINIMUMS and value < MINIMUMS[key]:
+        raise ConfigError(f"{key} in {source}: expected {MINIMUMS[key]} or more, got {value!r}")
+    if key in _FORMATS:
+        try:
+            _FORMATS[key](value)
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(f"{key} in {source}: {value!r} is not valid ({exc})") from None
     return value
+
+
+def _rate_limit(value: str) -> None:
+    from limits import parse
+
+    parse(value)
+
+
+def _time_zone(value: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(value)
+    except (ValueError, OSError) as exc:  # ZoneInfoNotFoundError is a KeyError
+        raise ValueError("unknown time zone") from exc
+
+
+#: Settings whose text must parse: checked at start-up rather than at the first login or page.
+_FORMATS = {
+    "LOGIN_LIMIT_ACCOUNT": _rate_limit,
+    "LOGIN_LIMIT_IP": _rate_limit,
+    "DEFAULT_TIMEZONE": _time_zone,
+}
 
 
 def load_settings(overrides: dict | None = None, environ: dict | None = None) -> dict:
@@ -120,6 +160,9 @@ def load_settings(overrides: dict | None = None, environ: dict | None = None) ->
         settings[key] = _check(key, value, "create_app(config)") if key in DEFAULTS else value
         sources[key] = "config"
     settings["SOURCES"] = sources
+    if settings["INSTANCE_PATH"]:
+        # Flask accepts only an absolute instance path; a relative one means "from here".
+        settings["INSTANCE_PATH"] = os.path.abspath(os.path.expanduser(settings["INSTANCE_PATH"]))
     if settings["DEFAULT_LANGUAGE"] not in settings["LANGUAGES"]:
         raise ConfigError("DEFAULT_LANGUAGE: must be one of LANGUAGES")
     return settings
@@ -132,6 +175,8 @@ def _read_file(path: Path) -> dict:
         raise ConfigError(f"YITI_CONFIG: file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"YITI_CONFIG: {path} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, not UTF-8
+        raise ConfigError(f"YITI_CONFIG: cannot read {path}: {exc}") from None
     result = {}
     for key, value in data.items():
         upper = key.upper()
@@ -155,10 +200,20 @@ def write_secret_key(instance_path: Path) -> Path:
     """Create ``instance/secret_key`` (owner-readable only) unless it exists; return its path."""
     instance_path.mkdir(parents=True, exist_ok=True)
     key_file = instance_path / "secret_key"
-    if not key_file.exists():
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if key_file.exists():
+        return key_file
+    # Written aside, then linked into place: an interrupted write never leaves an empty key
+    # behind, and of two `yiti init` racing on a shared folder the first key wins.
+    draft = instance_path / f".secret_key.{secrets.token_hex(8)}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(48))
+        os.link(draft, key_file)
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
     return key_file
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from core.extensions import db
 from core.org import services
 from core.org.models import Department
-from core.org.roles import ensure_default_roles
+from core.permissions.services import apply_role_templates
 from core.plugins import DemoCompany
 
 DEMO_PASSWORD = "Yiti-Demo-2026"
@@ -42,7 +42,7 @@ USERS = (
 def create_demo_company(password: str | None = None) -> DemoCompany:
     """Create (or complete) the demo company; running it again changes nothing that exists."""
     password = password or DEMO_PASSWORD
-    ensure_default_roles()
+    apply_role_templates()
     company = DemoCompany(password=password)
     for code, name, parent_code in DEPARTMENTS:
         department = db.session.scalar(select(Department).where(Department.code == code))

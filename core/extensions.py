@@ -1,5 +1,4 @@
 """Flask extensions, created once here and bound to each app by ``init_app`` in the factory."""
-from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -11,7 +10,7 @@ from sqlalchemy.orm import DeclarativeBase
 # Named constraints so Alembic can alter them later on every engine (SQLite batch mode needs names).
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
@@ -24,7 +23,6 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 login_manager = LoginManager()
-babel = Babel()
 csrf = CSRFProtect()
 # Only the login throttle uses the limiter today; no default limits on other routes.
 limiter = Limiter(key_func=get_remote_address, default_limits=[])

@@ -6,7 +6,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from core.extensions import db
-from core.plugins import DashboardWidget, MenuItem, Permission, hookimpl
+from core.plugins import DashboardWidget, MenuItem, Permission, RoleTemplate, hookimpl
 
 
 @hookimpl
@@ -17,6 +17,15 @@ def register_permissions():
         Permission("core.role.manage", _l("Manage roles")),
         Permission("core.plugin.manage", _l("Enable and disable plugins")),
     ]
+
+
+@hookimpl
+def register_roles():
+    # The system administrator may do everything without grants; the other built-in roles get
+    # their grants from the plugins that define what there is to grant.
+    from core.org.roles import DEFAULT_ROLES
+
+    return [RoleTemplate(key) for key, _label in DEFAULT_ROLES]
 
 
 @hookimpl

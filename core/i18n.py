@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask, current_app, has_request_context, request, session
 from flask_login import current_user
 
-from core.extensions import babel
+from flask_babel import Babel
 
 LANGUAGE_NAMES = {"zh_CN": "中文", "en": "English"}
 
@@ -43,7 +43,9 @@ def init_app(app: Flask, plugins) -> None:
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = ";".join(str(f) for f in folders if f.is_dir())
     app.config["BABEL_DEFAULT_LOCALE"] = app.config["YITI"]["DEFAULT_LANGUAGE"]
     app.config["BABEL_DEFAULT_TIMEZONE"] = "UTC"
-    babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    # One Babel per app, not a shared extension object: Flask-Babel caches loaded catalogues on
+    # it, and apps with different plugins need different catalogues.
+    Babel(app, locale_selector=select_locale, timezone_selector=select_timezone)
 
     @app.context_processor
     def _languages():

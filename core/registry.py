@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
-import core.org.models  # noqa: F401  (the core's tables must be known before they are listed)
+import core.audit.models  # noqa: F401  (the core's tables must be known before they are listed)
+import core.org.models  # noqa: F401
+import core.permissions.models  # noqa: F401
 import core.site_settings  # noqa: F401
 from core.extensions import db
 from core.plugins.manager import PluginError, Plugins
@@ -11,13 +13,27 @@ from core.plugins.manager import PluginError, Plugins
 
 def init_app(app: Flask, plugins: Plugins) -> None:
     """Collect declarations once and check them; any clash stops start-up naming the plugins."""
-    app.extensions["yiti.permissions"] = _permissions(plugins)
     app.extensions["yiti.tables"] = _tables(plugins)
+    app.extensions["yiti.resources"] = _resources(plugins)
+    app.extensions["yiti.permissions"] = _permissions(plugins, app.extensions["yiti.resources"])
 
 
-def _permissions(plugins: Plugins) -> dict:
+def _resources(plugins: Plugins) -> dict:
+    declared: dict = {}
+    for plugin, resource in plugins.collect_by_plugin("register_resources"):
+        if resource.plugin != plugin:
+            raise PluginError(f"Plugin {plugin!r} declares resource {resource.key!r} outside its own name")
+        if resource.key in declared:
+            raise PluginError(f"Resource {resource.key!r} is declared twice")
+        declared[resource.key] = resource
+    return dict(sorted(declared.items()))
+
+
+def _permissions(plugins: Plugins, resources: dict) -> dict:
     declared: dict[str, tuple[str, object]] = {}
-    for plugin, permission in plugins.collect_by_plugin("register_permissions"):
+    pairs = plugins.collect_by_plugin("register_permissions")
+    pairs += [(r.plugin, p) for r in resources.values() for p in r.permissions()]
+    for plugin, permission in pairs:
         if permission.name in declared:
             first = declared[permission.name][0]
             raise PluginError(f"Permission {permission.name!r} is declared twice: by {first!r} and by {plugin!r}")
@@ -36,6 +52,11 @@ def _tables(plugins: Plugins) -> dict[str, list]:
             raise PluginError(f"Plugin {plugin!r}: table {model.__tablename__!r} must start with {plugin + '_'!r}")
         owned.setdefault(plugin, []).append(model.__table__)
     return owned
+
+
+def resources() -> dict:
+    """Every resource of the running app by key (``<plugin>.<name>``)."""
+    return current_app.extensions["yiti.resources"]
 
 
 def permissions() -> dict:

@@ -1,7 +1,7 @@
 """Admin pages: users, the org tree, roles and plugins."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, or_, select
@@ -11,7 +11,7 @@ from core.errors import BusinessRuleError, ValidationError
 from core.extensions import db
 from core.org import services
 from core.org.models import Department, Role, User, user_roles
-from core.org.schemas import DepartmentOut, UserOut
+from core.org.schemas import INT32, DepartmentOut, UserOut
 from core.plugins_admin import plugin_rows, set_enabled
 from core.web.forms import form_data
 
@@ -29,14 +29,20 @@ DEPARTMENT_FIELDS = ("name", "code", "parent_id", "head_id", "sort", "version")
 @admin_required
 def users():
     query = select(User).order_by(User.username)
-    search = request.args.get("q", "").strip()
+    search = request.args.get("q", "").replace("\x00", "").strip()
     if search:
-        like = f"%{search.lower()}%"
-        query = query.where(or_(func.lower(User.username).like(like), func.lower(User.display_name).like(like)))
+        # Escaped: a search for "_" or "%" means those characters, not "any character".
+        term = search.lower()
+        query = query.where(or_(func.lower(User.username).contains(term, autoescape=True),
+                                func.lower(User.display_name).contains(term, autoescape=True)))
     department_id = request.args.get("department_id", type=int)
+    if department_id and not 0 < department_id <= INT32:
+        department_id = None
     if department_id:
         query = query.where(User.department_id == department_id)
-    page = db.paginate(query, per_page=current_app.config["YITI"]["PAGE_SIZE"], error_out=False)
+    # Clamped: a page number too large for the database's OFFSET is simply past the end.
+    number = min(max(request.args.get("page", 1, type=int), 1), 1_000_000)
+    page = db.paginate(query, page=number, per_page=current_app.config["YITI"]["PAGE_SIZE"], error_out=False)
     template = "admin/_user_rows.html" if request.headers.get("HX-Request") else "admin/users.html"
     return render_template(template, page=page, search=search, department_id=department_id,
                            department_options=_department_options())
@@ -51,7 +57,12 @@ def user_new():
 @bp.route("/users/<int:user_id>", methods=["GET", "POST"])
 @admin_required
 def user_edit(user_id: int):
-    return _user_form(db.get_or_404(User, user_id))
+    return _user_form(_get_or_404(User, user_id))
+
+
+def _get_or_404(model, object_id: int):
+    """The row with this id, or a 404 page (also for ids too large for the column)."""
+    return db.get_or_404(model, object_id) if object_id <= INT32 else abort(404)
 
 
 def _user_form(user: User | None):
@@ -111,7 +122,7 @@ def department_new():
 @bp.route("/departments/<int:department_id>", methods=["GET", "POST"])
 @admin_required
 def department_edit(department_id: int):
-    return _department_form(db.get_or_404(Department, department_id))
+    return _department_form(_get_or_404(Department, department_id))
 
 
 def _department_form(department: Department | None):

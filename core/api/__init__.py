@@ -4,3 +4,4 @@ from flask import Blueprint
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 from core.api import org  # noqa: E402,F401  (routes register on import)
+from core.api import resources  # noqa: E402,F401

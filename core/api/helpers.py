@@ -19,7 +19,7 @@ def with_if_match(data: dict) -> dict:
     """Take the expected version from ``If-Match`` when the body has none."""
     header = request.headers.get("If-Match", "").strip().strip('"').removeprefix("W/").strip('"')
     if header and "version" not in data:
-        if not header.isdigit():
+        if not (header.isascii() and header.isdigit()):
             raise ValidationError(_("If-Match must be the record's version number."), fields={"version": [_("Not a valid integer.")]})
         data = {**data, "version": int(header)}
     return data

@@ -35,7 +35,12 @@ def _load_user(identity: str) -> User | None:
 def _unauthorized():
     if request.path.startswith("/api/"):
         return jsonify({"error": {"code": "unauthorized", "message": _("Log in first.")}}), 401
-    return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))
+    return redirect(url_for("auth.login", next=_here()))
+
+
+def _here() -> str:
+    """The requested path with its query string: where to come back to after logging in."""
+    return request.full_path if request.query_string else request.path
 
 
 def start_session(user: User) -> None:
@@ -74,7 +79,7 @@ def _enforce_timeouts():
         if request.path.startswith("/api/"):
             return jsonify({"error": {"code": "session_expired", "message": message}}), 401
         flash(message, "warning")
-        return redirect(url_for("auth.login", next=request.path))
+        return redirect(url_for("auth.login", next=_here()))
     if now - seen_at >= SEEN_RESOLUTION:
         session["seen_at"] = now
     return None

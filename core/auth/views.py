@@ -76,13 +76,27 @@ def profile():
 def change_password():
     errors = {}
     if request.method == "POST":
+        # The user object itself, not the ``current_user`` proxy: a session holding the proxy as its
+        # user resolves it to itself, endlessly (the interpreter crashes).
+        user = current_user._get_current_object()
+        # The current password is checked here too, so guesses share the login's throttle: a
+        # stolen session must not become a way to try passwords without limit.
+        address = request.remote_addr or "?"
+        wait = throttle.retry_after(user.username, address)
+        if wait:
+            message = _("Too many failed attempts. Try again in %(n)d minutes.", n=max(1, round(wait / 60)))
+            return render_template("auth/password.html", errors={"current_password": [message]}), 429
         try:
-            services.change_own_password(current_user, form_data(request.form, ("current_password", "new_password", "confirm_password")))
+            services.change_own_password(user, form_data(request.form, ("current_password", "new_password", "confirm_password")))
             db.session.commit()
-            start_session(current_user)  # this session continues; the others end (epoch changed)
+            throttle.clear_account(user.username, address)
+            start_session(user)  # this session continues; the others end (epoch changed)
             flash(_("Your password is changed. Other sessions have been logged out."), "success")
             return redirect(url_for("web.home"))
         except ValidationError as exc:
             db.session.rollback()
             errors = exc.fields
+            if "current_password" in errors:
+                throttle.record_failure(user.username, address)
+                log.info("wrong current password for %r from %s", user.username, address)
     return render_template("auth/password.html", errors=errors)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Integer, String, Table, Text, func
+from sqlalchemy import Boolean, Column, ForeignKey, Integer, String, Table, Text, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.extensions import db
-from core.models import TimestampMixin, VersionedMixin
+from core.models import TimestampMixin, UTCDateTime, VersionedMixin
 
 user_roles = Table(
     "core_user_role",
@@ -91,11 +91,11 @@ class User(TimestampMixin, VersionedMixin, db.Model):
     language: Mapped[str | None] = mapped_column(String(10))
     timezone: Mapped[str] = mapped_column(String(50), nullable=False, default="Asia/Shanghai")
     session_epoch: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     department: Mapped[Department | None] = relationship(foreign_keys=[department_id])
     manager: Mapped[User | None] = relationship(remote_side=[id], foreign_keys=[manager_id])
-    roles: Mapped[list[Role]] = relationship(secondary=user_roles, order_by=Role.key)
+    roles: Mapped[list[Role]] = relationship(secondary=user_roles, order_by=Role.key, lazy="selectin")
 
     __table_args__ = (
         # Usernames are case-insensitive: "Admin" and "admin" are one account.

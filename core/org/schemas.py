@@ -11,14 +11,33 @@ from core.schemas import Schema, length
 USERNAME = validate.Regexp(r"^[A-Za-z0-9_.\-]{2,64}$", error=_l("Use 2-64 letters, digits, '.', '_' or '-'."))
 MOBILE = validate.Regexp(r"^\+?[0-9\- ]{5,20}$", error=_l("Enter a valid phone number."))
 LANGUAGES = ("zh_CN", "en")
+INT32 = 2**31 - 1  # ids and sort orders are INTEGER columns: larger numbers are refused, not sent to SQL
+SORT_RANGE = validate.Range(min=-INT32, max=INT32, error=_l("Enter a number between {min} and {max}."))
+
+
+class Text(fields.String):
+    """A string without NUL characters, which PostgreSQL cannot store (SQLite would, and differ)."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise self.make_error("invalid")
+        return text
+
+
+class Email(fields.Email):
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        if isinstance(value, str) and "\x00" in value:
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class DepartmentIn(Schema):
-    name = fields.String(required=True, validate=length(100, 1))
-    code = fields.String(allow_none=True, validate=length(50))
+    name = Text(required=True, validate=length(100, 1))
+    code = Text(allow_none=True, validate=length(50))
     parent_id = fields.Integer(allow_none=True, strict=False)
     head_id = fields.Integer(allow_none=True, strict=False)
-    sort = fields.Integer(load_default=0, strict=False)
+    sort = fields.Integer(load_default=0, strict=False, validate=SORT_RANGE)
     version = fields.Integer(strict=False)
 
 
@@ -37,28 +56,29 @@ class DepartmentOut(Schema):
 class ProfileIn(Schema):
     """What users may change about themselves (and admins too, see ``UserIn``)."""
 
-    display_name = fields.String(required=True, validate=length(100, 1))
-    email = fields.Email(allow_none=True, validate=length(254))
-    mobile = fields.String(allow_none=True, validate=MOBILE)
-    language = fields.String(allow_none=True, validate=validate.OneOf(LANGUAGES, error=_l("Choose a listed language.")))
-    timezone = fields.String(load_default="Asia/Shanghai")
+    display_name = Text(required=True, validate=length(100, 1))
+    email = Email(allow_none=True, validate=length(254))
+    mobile = Text(allow_none=True, validate=MOBILE)
+    language = Text(allow_none=True, validate=validate.OneOf(LANGUAGES, error=_l("Choose a listed language.")))
+    timezone = Text(load_default="Asia/Shanghai")
     version = fields.Integer(strict=False)
 
     @validates("timezone")
     def _timezone(self, value, **_kwargs):
         if value not in _zones():
-            raise MMValidationError(_l("Choose a valid time zone, e.g. Asia/Shanghai."))
+            # A list, as every other field error: a lazy string alone would be stored as the bare message.
+            raise MMValidationError([_l("Choose a valid time zone, e.g. Asia/Shanghai.")])
 
 
 class UserIn(ProfileIn):
     """Fields an admin may write on a user. ``password`` only on create (or a reset)."""
 
-    username = fields.String(required=True, validate=USERNAME)
+    username = Text(required=True, validate=USERNAME)
     department_id = fields.Integer(allow_none=True, strict=False)
     manager_id = fields.Integer(allow_none=True, strict=False)
     active = fields.Boolean(load_default=True)
-    roles = fields.List(fields.String(), load_default=list)
-    password = fields.String(load_only=True)
+    roles = fields.List(Text(), load_default=list)
+    password = Text(load_only=True)
 
 
 class PasswordChangeIn(Schema):

@@ -16,7 +16,7 @@ from core.errors import BusinessRuleError, Forbidden, NotFound, ValidationError
 from core.extensions import db
 from core.org.models import Department, Role, User
 from core.org.roles import ensure_default_roles
-from core.org.schemas import DepartmentIn, PasswordChangeIn, ProfileIn, UserIn
+from core.org.schemas import INT32, DepartmentIn, PasswordChangeIn, ProfileIn, UserIn
 from core.schemas import load
 
 __all__ = [
@@ -31,8 +31,13 @@ def _require_admin(actor: User | None) -> None:
         raise Forbidden(_("Only administrators can change the organisation."))
 
 
+def _lookup(model, object_id: int):
+    """The row with this id, or ``None``; ids no INTEGER column can hold never reach the database."""
+    return db.session.get(model, object_id) if 0 < object_id <= INT32 else None
+
+
 def _get(model, object_id):
-    obj = db.session.get(model, object_id)
+    obj = _lookup(model, object_id)
     if obj is None:
         raise NotFound(_("Not found."))
     return obj
@@ -133,7 +138,7 @@ def _unique_code(code: str | None, own_id: int | None) -> None:
 def _reference(model, object_id: int | None, field: str):
     if object_id is None:
         return None
-    obj = db.session.get(model, object_id)
+    obj = _lookup(model, object_id)
     if obj is None:
         raise ValidationError(_("Please correct the highlighted fields."), fields={field: [_("Does not exist.")]})
     return obj

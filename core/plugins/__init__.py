@@ -1,8 +1,8 @@
 """Plugin machinery: markers (``hookimpl``), value types, hookspecs and the manager."""
 from core.plugins.markers import hookimpl, hookspec
-from core.plugins.spec import DashboardWidget, DemoCompany, MenuItem, Permission, PluginSpec
+from core.plugins.spec import DashboardWidget, DemoCompany, MenuItem, Permission, PluginSpec, RoleTemplate
 
 __all__ = [
-    "DashboardWidget", "DemoCompany", "MenuItem", "Permission", "PluginSpec",
+    "DashboardWidget", "DemoCompany", "MenuItem", "Permission", "PluginSpec", "RoleTemplate",
     "hookimpl", "hookspec",
 ]

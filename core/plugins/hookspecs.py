@@ -37,6 +37,28 @@ def register_permissions():
 
 
 @hookspec
+def register_resources():
+    """Business objects this plugin declares.
+
+    Returns a list of ``core.resources.Resource``. From each the core derives its permissions
+    (``<plugin>.<name>.<action>`` for every action it lists), its REST API under
+    ``/api/v1/<plugin>/<plural>`` and its place in the generic permission tests. A resource key
+    declared twice stops start-up. Called once at start-up.
+    """
+
+
+@hookspec
+def register_roles():
+    """Default role templates: what each built-in role may do in this plugin.
+
+    Returns a list of ``RoleTemplate`` (role key, grants ``{permission: scope}``, field rules).
+    Several plugins may add grants to the same role key; a new key creates a role. ``yiti init``
+    and ``yiti demo`` apply each grant once, so an admin's later changes are never undone.
+    Called when templates are applied.
+    """
+
+
+@hookspec
 def register_menu(user):
     """Navigation entries for ``user`` (the logged-in user).
 

@@ -57,6 +57,19 @@ class Permission:
             raise ValueError(f"permission name {self.name!r} must look like plugin.resource.action")
 
 
+@dataclass(frozen=True)
+class RoleTemplate:
+    """A role's default grants in one plugin: ``grants`` maps permission names to a scope
+    (``own``, ``department``, ``department_tree``, ``all``); ``field_rules`` is a tuple of
+    ``(resource key, field, rule)`` with rule ``hidden``, ``masked`` or ``readonly``.
+    ``label`` names a role the core does not already define."""
+
+    key: str
+    grants: dict = field(default_factory=dict, hash=False)
+    field_rules: tuple = ()
+    label: object = None
+
+
 @dataclass
 class DemoCompany:
     """What ``yiti demo`` created, handed to each plugin's ``demo_data`` hook."""

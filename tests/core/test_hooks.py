@@ -74,7 +74,7 @@ def test_hook_register_permissions(notes_app):
         from core import registry
 
         permissions = registry.permissions()
-    assert {"notes.note.read", "notes.note.create", "core.user.manage"} <= set(permissions)
+    assert {"notes.note.read", "notes.note.create", "notes.board.pin", "core.user.manage"} <= set(permissions)
     assert list(permissions) == sorted(permissions)
 
 

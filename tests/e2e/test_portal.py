@@ -125,3 +125,24 @@ def test_wrong_password_shows_error_and_repeated_failures_are_throttled(page: Pa
     # Chromium logs each 429 page load as "Failed to load resource"; anything else is a real error.
     unexpected = [error for error in console.errors if "status of 429" not in error]
     assert unexpected == [], "console errors on the login page:\n" + "\n".join(unexpected)
+
+
+def test_portal_is_usable_at_phone_width(page: Page, console, save_screenshot):
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/login")
+    log_in(page, "admin", PASSWORD)
+    expect(page.get_by_role("heading", name="首页", exact=True)).to_be_visible()
+    # The navigation folds behind the toggler and opens from it.
+    toggler = page.get_by_role("button", name="菜单", exact=True)
+    expect(toggler).to_be_visible()
+    expect(page.get_by_role("button", name="系统管理", exact=True)).to_be_hidden()
+    toggler.click()
+    expect(toggler).to_have_attribute("aria-expanded", "true")
+    open_menu(page, "系统管理")
+    load(page, page.get_by_role("link", name="用户", exact=True))
+    expect(page.get_by_role("heading", name="用户", exact=True)).to_be_visible()
+    save_screenshot(page, "users-phone")
+    # Nothing is wider than the screen: the page never scrolls sideways.
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0
+    assert console.errors == []

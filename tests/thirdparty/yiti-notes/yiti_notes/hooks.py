@@ -5,7 +5,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
 from core.extensions import db
-from core.plugins import DashboardWidget, MenuItem, Permission, hookimpl
+from core.plugins import DashboardWidget, MenuItem, Permission, RoleTemplate, hookimpl
 from yiti_notes.models import Note
 
 bp = Blueprint("notes", __name__, url_prefix="/notes", template_folder="templates")
@@ -34,8 +34,25 @@ def register_blueprints(app):
 
 
 @hookimpl
+def register_resources():
+    from yiti_notes.resources import NOTE
+
+    return [NOTE]
+
+
+@hookimpl
 def register_permissions():
-    return [Permission("notes.note.read", _l("Read notes")), Permission("notes.note.create", _l("Write notes"))]
+    return [Permission("notes.board.pin", _l("Pin notes to the team board"))]
+
+
+@hookimpl
+def register_roles():
+    own = {f"notes.note.{action}": "own" for action in ("read", "create", "update", "delete", "export")}
+    return [
+        RoleTemplate("employee", grants=own),
+        RoleTemplate("sales_manager", grants={**own, "notes.note.read": "department_tree", "notes.note.export": "department_tree"}),
+        RoleTemplate("gm", grants={f"notes.note.{a}": "all" for a in ("read", "export")}),
+    ]
 
 
 @hookimpl

@@ -1,0 +1,133 @@
+"""The REST API every ``Resource`` gets: ``/api/v1/<plugin>/<plural>[/<id>]``.
+
+Handlers stay thin: they parse the request and call the generic services in ``core.resources``,
+which apply the scope, the field rules, validation, optimistic locking and the audit trail.
+"""
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Response, jsonify, request, stream_with_context
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+
+from core import audit, resources as records
+from core.api import bp
+from core.api.helpers import envelope, json_body
+from core.errors import ValidationError
+from core.extensions import db
+
+EXPORT_BATCH = 500
+
+
+def _version_from_header() -> int | None:
+    header = request.headers.get("If-Match", "").strip().removeprefix("W/").strip('"')
+    if not header:
+        return None
+    if not header.isdigit():
+        raise ValidationError(_("If-Match must be the record's version number."),
+                              fields={"version": [_("Not a valid integer.")]})
+    return int(header)
+
+
+def _required_version(body: dict | None = None) -> int:
+    """Writes must say which version they were based on (``If-Match`` or ``version``)."""
+    version = _version_from_header()
+    if version is None and body is not None:
+        version = body.get("version")
+    if version is None:
+        raise ValidationError(_("Please correct the highlighted fields."),
+                              fields={"version": [_("Send the version you read (If-Match header or version field).")]})
+    return version
+
+
+@bp.get("/<plugin>/<plural>")
+@login_required
+def resource_list(plugin: str, plural: str):
+    resource = records.by_path(plugin, plural)
+    page = records.list_page(resource, current_user, request.args)
+    return jsonify(envelope(records.dump(resource, current_user, page.items, many=True), page.total, page.page,
+                            page.per_page))
+
+
+@bp.post("/<plugin>/<plural>")
+@login_required
+def resource_create(plugin: str, plural: str):
+    resource = records.by_path(plugin, plural)
+    obj = records.create(resource, current_user, json_body())
+    db.session.commit()
+    return jsonify(records.dump(resource, current_user, obj)), 201
+
+
+@bp.get("/<plugin>/<plural>/<int:record_id>")
+@login_required
+def resource_get(plugin: str, plural: str, record_id: int):
+    resource = records.by_path(plugin, plural)
+    obj = records.get(resource, current_user, record_id)
+    response = jsonify(records.dump(resource, current_user, obj))
+    response.headers["ETag"] = f'"{obj.version}"'
+    return response
+
+
+@bp.patch("/<plugin>/<plural>/<int:record_id>")
+@login_required
+def resource_update(plugin: str, plural: str, record_id: int):
+    resource = records.by_path(plugin, plural)
+    body = json_body()
+    version = _required_version(body)
+    obj = records.update(resource, current_user, record_id, body, version=version)
+    db.session.commit()
+    return jsonify(records.dump(resource, current_user, obj))
+
+
+@bp.delete("/<plugin>/<plural>/<int:record_id>")
+@login_required
+def resource_delete(plugin: str, plural: str, record_id: int):
+    resource = records.by_path(plugin, plural)
+    records.delete(resource, current_user, record_id, version=_version_from_header())
+    db.session.commit()
+    return "", 204
+
+
+@bp.get("/<plugin>/<plural>/<int:record_id>/history")
+@login_required
+def resource_history(plugin: str, plural: str, record_id: int):
+    resource = records.by_path(plugin, plural)
+    records.get(resource, current_user, record_id)  # the same scope as reading the record
+    entries = audit.history(resource.key, record_id, viewer=current_user)
+    return jsonify({"items": [
+        {"id": e.id, "at": e.at.isoformat(), "actor": e.actor_name, "action": e.action, "changes": e.changes}
+        for e in entries
+    ]})
+
+
+@bp.get("/<plugin>/<plural>/export.csv")
+@login_required
+def resource_export(plugin: str, plural: str):
+    """The current filtered list as CSV, streamed in batches, as the user may see it; audited."""
+    resource = records.by_path(plugin, plural)
+    query = records.list_query(resource, current_user, request.args, action="export")
+    audit.record("export", resource=resource.key, summary=str(resource.label_plural),
+                 changes={"filters": {k: v for k, v in request.args.items()}}, actor=current_user)
+    db.session.commit()
+    user = current_user._get_current_object()
+    fields = records.visible_fields(resource, user)
+
+    def rows():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        buffer.write("\ufeff")  # a BOM so that Excel opens UTF-8 Chinese text correctly
+        writer.writerow(fields)
+        result = db.session.scalars(query.execution_options(yield_per=EXPORT_BATCH))
+        for batch in result.partitions():
+            for row in records.dump(resource, user, batch, many=True):
+                writer.writerow(["" if row.get(f) is None else row.get(f) for f in fields])
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        yield buffer.getvalue()
+
+    filename = f"{resource.plugin}-{resource.plural}.csv"
+    return Response(stream_with_context(rows()), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})

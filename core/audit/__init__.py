@@ -1,0 +1,94 @@
+"""The audit trail: ``record()`` in the caller's transaction, ``history()`` for a record's History tab.
+
+Entries are append-only. Values of fields a reader may not see in full are masked when the
+history is shown (``history(..., viewer=user)``), with the same field rules as everywhere else.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from flask import has_request_context, request
+from flask_login import current_user
+from sqlalchemy import select
+
+from core.audit.models import AuditEntry
+from core.extensions import db
+
+__all__ = ["AuditEntry", "record", "history", "diff", "jsonable"]
+
+
+def jsonable(value):
+    """A value as it is stored in ``changes`` (JSON): dates as ISO text, decimals as strings."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return value
+
+
+def diff(before: dict, after: dict) -> dict:
+    """``{field: [old, new]}`` for each field whose value differs between two snapshots."""
+    changes = {}
+    for key in sorted(set(before) | set(after)):
+        old, new = jsonable(before.get(key)), jsonable(after.get(key))
+        if old != new:
+            changes[key] = [old, new]
+    return changes
+
+
+def _actor(actor):
+    if actor is not None:
+        return actor
+    if has_request_context() and current_user and current_user.is_authenticated:
+        return current_user._get_current_object()
+    return None
+
+
+def record(action: str, *, resource: str | None = None, record_id: int | None = None, summary: str = "",
+           changes: dict | None = None, actor=None, actor_name: str | None = None) -> AuditEntry:
+    """Append an audit entry in the caller's transaction (it commits or rolls back with the change).
+
+    ``actor`` defaults to the logged-in user; ``actor_name`` names someone who is not a user
+    (a failed login's typed username, the system).
+    """
+    who = _actor(actor)
+    entry = AuditEntry(
+        actor_id=getattr(who, "id", None),
+        actor_name=(actor_name if actor_name is not None else getattr(who, "username", "system"))[:100],
+        address=(request.remote_addr or "")[:64] if has_request_context() else "",
+        action=action,
+        resource=resource,
+        record_id=record_id,
+        summary=(summary or "")[:255],
+        changes=jsonable(changes or {}),
+    )
+    db.session.add(entry)
+    return entry
+
+
+def history(resource: str, record_id: int, viewer=None, limit: int = 200) -> list[AuditEntry]:
+    """A record's entries, newest first; with ``viewer`` the values they may not see are masked.
+
+    The masked entries are detached copies: the stored trail is never changed.
+    """
+    entries = db.session.scalars(
+        select(AuditEntry).where(AuditEntry.resource == resource, AuditEntry.record_id == record_id)
+        .order_by(AuditEntry.id.desc()).limit(limit)
+    ).all()
+    if viewer is None:
+        return list(entries)
+    from core.permissions.fields import mask_changes
+
+    shown = []
+    for entry in entries:
+        copy = AuditEntry(id=entry.id, at=entry.at, actor_id=entry.actor_id, actor_name=entry.actor_name,
+                          address=entry.address, action=entry.action, resource=entry.resource,
+                          record_id=entry.record_id, summary=entry.summary,
+                          changes=mask_changes(resource, viewer, entry.changes))
+        shown.append(copy)
+    return shown

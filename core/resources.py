@@ -1,0 +1,388 @@
+"""Business objects declared once: a ``Resource`` gives the core what it needs for API, pages and rules.
+
+A plugin returns ``Resource`` objects from ``register_resources``; the core derives from each its
+permissions (``<plugin>.<name>.<action>``), its REST API under ``/api/v1/<plugin>/<plural>``, and
+the generic services below, which are the only way records are read and written: every query
+goes through ``permissions.scope_filter``, every record shown goes through the field rules, every
+write is validated by the resource's schema, re-selected through the scope and audited.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+import marshmallow
+from flask import current_app
+from flask_babel import gettext as _
+from sqlalchemy import Date, DateTime, Numeric, String, Text, and_, func, or_, select
+from sqlalchemy.orm.exc import StaleDataError
+
+from core import audit
+from core.errors import Conflict, Forbidden, NotFound, ValidationError
+from core.extensions import db
+from core.permissions import require, scope_filter, scope_of
+from core.permissions.fields import apply_rules, check_writable, field_rules, read_schema
+from core.plugins.spec import Permission
+from core.registry import resources
+from core.schemas import load
+
+ACTIONS = ("read", "create", "update", "delete", "export", "import")
+#: Fields the core manages; a schema may show them but a client never writes them directly.
+SYSTEM_FIELDS = ("id", "created_at", "updated_at", "created_by_id", "version")
+MAX_PER_PAGE = 200
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A business object a plugin declares once.
+
+    ``schema`` is a marshmallow schema class listing every field a client may see; fields marked
+    ``dump_only`` are shown but never written, and anything not in it can be neither. ``example``
+    is valid input for ``create`` (documentation, and the generic permission tests use it).
+    """
+
+    plugin: str
+    name: str
+    model: type
+    schema: type
+    plural: str
+    label: object
+    label_plural: object
+    title_field: str = "name"
+    list_columns: tuple[str, ...] = ()
+    filters: tuple[str, ...] = ()
+    search_fields: tuple[str, ...] = ()
+    sort_fields: tuple[str, ...] = ()
+    default_sort: str = "-updated_at"
+    natural_key: str | None = None
+    example: dict | object = field(default_factory=dict, hash=False, compare=False)
+    actions: tuple[str, ...] = ACTIONS
+    extra_permissions: tuple[Permission, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """``<plugin>.<name>``: what permissions, field rules and the audit trail call it."""
+        return f"{self.plugin}.{self.name}"
+
+    def permission(self, action: str) -> str:
+        return f"{self.key}.{action}"
+
+    def permissions(self) -> list[Permission]:
+        """The permissions this resource defines: one per action, plus its custom ones."""
+        return [Permission(self.permission(a), f"{self.label_plural}: {a}") for a in self.actions] + list(
+            self.extra_permissions)
+
+    def sample(self, n: int = 0) -> dict:
+        """Valid create input; ``example`` may be a function of ``n`` for unique fields."""
+        return self.example(n) if callable(self.example) else dict(self.example)
+
+    def title(self, obj) -> str:
+        return str(getattr(obj, self.title_field, None) or f"#{obj.id}")
+
+
+def get_resource(key: str) -> Resource:
+    try:
+        return resources()[key]
+    except KeyError:
+        raise NotFound(_("Not found.")) from None
+
+
+def by_path(plugin: str, plural: str) -> Resource:
+    """The resource served at ``/api/v1/<plugin>/<plural>``."""
+    for resource in resources().values():
+        if resource.plugin == plugin and resource.plural == plural:
+            return resource
+    raise NotFound(_("Not found."))
+
+
+# Reading -----------------------------------------------------------------------------------------
+
+
+def scoped(resource: Resource, user, action: str = "read"):
+    """``SELECT`` of the rows ``user`` may ``action`` (no permission: no rows, deny by default)."""
+    return select(resource.model).where(scope_filter(resource, action, user))
+
+
+def get(resource: Resource, user, record_id, action: str = "read", lock: bool = False):
+    """The record with ``record_id`` if ``user`` may ``action`` it; otherwise ``NotFound``.
+
+    An out-of-scope record and a missing one look the same: nobody learns that an id exists.
+    """
+    require(user, resource.permission(action))
+    try:
+        record_id = int(record_id)
+    except (TypeError, ValueError):
+        raise NotFound(_("Not found.")) from None
+    query = scoped(resource, user, action).where(resource.model.id == record_id)
+    if lock:
+        query = query.with_for_update()
+    obj = db.session.scalar(query)
+    if obj is None:
+        raise NotFound(_("Not found."))
+    return obj
+
+
+def dump(resource: Resource, user, objs, many: bool = False):
+    """Records as ``user`` may see them: hidden fields left out, masked ones masked."""
+    rules = field_rules(resource, user)
+    hidden = frozenset(f for f, rule in rules.items() if rule == "hidden")
+    schema = read_schema(resource.schema, hidden)
+    if many:
+        return [apply_rules(row, rules) for row in schema.dump(objs, many=True)]
+    return apply_rules(schema.dump(objs), rules)
+
+
+def visible_fields(resource: Resource, user) -> list[str]:
+    """The names of the fields ``user`` may see (masked ones included), in schema order."""
+    rules = field_rules(resource, user)
+    hidden = frozenset(f for f, rule in rules.items() if rule == "hidden")
+    return [name for name, f in read_schema(resource.schema, hidden).dump_fields.items()]
+
+
+@dataclass
+class Page:
+    items: list
+    total: int
+    page: int
+    per_page: int
+
+
+def list_query(resource: Resource, user, params: dict, action: str = "read"):
+    """The scoped, filtered, searched and sorted query for a list; ``params`` is the query string."""
+    require(user, resource.permission(action))
+    query = scoped(resource, user, action)
+    rules = field_rules(resource, user)
+    query = query.where(*_filters(resource, params, rules))
+    search = (params.get("q") or "").strip()
+    if search:
+        query = query.where(_search(resource, search, rules))
+    return query.order_by(*_sort(resource, params.get("sort"), rules))
+
+
+def list_page(resource: Resource, user, params: dict) -> Page:
+    """One page of records plus the total: one page query and one count, both scoped."""
+    page, per_page = _page_args(params)
+    query = list_query(resource, user, params)
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    items = db.session.scalars(query.limit(per_page).offset((page - 1) * per_page)).all()
+    return Page(items=items, total=total, page=page, per_page=per_page)
+
+
+def _page_args(params) -> tuple[int, int]:
+    try:
+        page = max(1, int(params.get("page") or 1))
+        per_page = min(MAX_PER_PAGE, max(1, int(params.get("per_page") or current_app.config["YITI"]["PAGE_SIZE"])))
+    except ValueError:
+        raise ValidationError(_("Please correct the highlighted fields."),
+                              fields={"page": [_("Not a valid integer.")]}) from None
+    return page, per_page
+
+
+_OPERATORS = ("in", "gte", "lte", "gt", "lt", "contains")
+
+
+def _filters(resource: Resource, params: dict, rules: dict) -> list:
+    """``field=v``, ``field__in=a,b``, ``field__gte=``/``__lte=``/``__gt=``/``__lt=``, ``field__contains=``."""
+    conditions, errors = [], {}
+    fields = resource.schema._declared_fields
+    for raw_key, raw in params.items():
+        name, _sep, op = raw_key.partition("__")
+        if name not in resource.filters or rules.get(name) in ("hidden", "masked"):
+            continue
+        if op and op not in _OPERATORS:
+            errors[raw_key] = [_("Unknown filter operator.")]
+            continue
+        column = getattr(resource.model, name)
+        try:
+            if op == "contains":
+                conditions.append(column.contains(str(raw), autoescape=True))
+            elif op == "in":
+                values = [fields[name].deserialize(v.strip()) for v in str(raw).split(",") if v.strip()]
+                conditions.append(column.in_(values))
+            else:
+                value = fields[name].deserialize(raw) if raw != "" else None
+                if op == "":
+                    conditions.append(column.is_(None) if value is None else column == value)
+                elif op in ("gte", "gt"):
+                    conditions.append(column >= value if op == "gte" else column > value)
+                else:
+                    conditions.append(column <= value if op == "lte" else column < value)
+        except marshmallow.ValidationError as exc:
+            errors[raw_key] = [str(m) for m in exc.messages] if isinstance(exc.messages, list) else [str(exc.messages)]
+    if errors:
+        raise ValidationError(_("Please correct the highlighted fields."), fields=errors)
+    return conditions
+
+
+def _search(resource: Resource, text: str, rules: dict):
+    """Every word must appear in one of the searchable fields the user may see in full."""
+    columns = [getattr(resource.model, f) for f in resource.search_fields if f not in rules]
+    if not columns:
+        return and_(False)
+    words = text.split()[:5]
+    return and_(*[or_(*[func.lower(c).contains(w.lower(), autoescape=True) for c in columns]) for w in words])
+
+
+def _sort(resource: Resource, raw: str | None, rules: dict) -> list:
+    allowed = set(resource.sort_fields or resource.list_columns) | {"id", "created_at", "updated_at"}
+    order = []
+    for part in (raw or resource.default_sort).split(","):
+        part = part.strip()
+        name = part.lstrip("-")
+        if name not in allowed or rules.get(name) in ("hidden", "masked"):
+            raise ValidationError(_("Please correct the highlighted fields."),
+                                  fields={"sort": [_("Cannot sort by %(field)s.", field=name)]})
+        column = getattr(resource.model, name)
+        order.append(column.desc() if part.startswith("-") else column.asc())
+    order.append(resource.model.id.desc())  # a stable order for pagination
+    return order
+
+
+# Writing -----------------------------------------------------------------------------------------
+
+
+def _load(resource: Resource, user, data: dict, partial: bool) -> tuple[dict, int | None]:
+    if not isinstance(data, dict):
+        raise ValidationError(_("Please correct the highlighted fields."), fields={"_schema": [_("Invalid input type.")]})
+    data = dict(data)
+    version = data.pop("version", None)
+    errors = check_writable(data, field_rules(resource, user))
+    for name in SYSTEM_FIELDS:
+        if name in data:
+            errors.setdefault(name, [_("This field is read-only.")])
+    if errors:
+        raise ValidationError(_("Please correct the highlighted fields."), fields=errors)
+    return load(resource.schema(), data, partial=partial), version
+
+
+def snapshot(resource: Resource, obj) -> dict:
+    """The schema fields of ``obj`` in stored form, less the ones the system keeps (what the audit trail compares)."""
+    dumped = resource.schema().dump(obj)
+    return audit.jsonable({k: v for k, v in dumped.items() if k not in SYSTEM_FIELDS})
+
+
+def _must_stay_in_scope(resource: Resource, user, obj, action: str) -> None:
+    db.session.flush()
+    visible = db.session.scalar(
+        select(resource.model.id).where(resource.model.id == obj.id, scope_filter(resource, action, user)))
+    if visible is None:
+        raise Forbidden(_("The record would be outside what you may edit (owner or department)."))
+
+
+def create(resource: Resource, user, data: dict):
+    """Validate ``data``, create the record owned by ``user`` (unless it says otherwise), audit it."""
+    require(user, resource.permission("create"))
+    clean, _version = _load(resource, user, data, partial=False)
+    obj = resource.model(**clean)
+    if hasattr(obj, "owner_id") and obj.owner_id is None:
+        obj.owner_id = user.id
+    if hasattr(obj, "department_id") and obj.department_id is None:
+        obj.department_id = _department_of(obj.owner_id, user)
+    if hasattr(obj, "created_by_id"):
+        obj.created_by_id = user.id
+    db.session.add(obj)
+    _must_stay_in_scope(resource, user, obj, "create")
+    audit.record("create", resource=resource.key, record_id=obj.id, summary=resource.title(obj),
+                 changes=audit.diff({}, snapshot(resource, obj)), actor=user)
+    return obj
+
+
+def _department_of(owner_id, user):
+    if owner_id is None or owner_id == user.id:
+        return user.department_id
+    from core.org.models import User
+
+    return db.session.scalar(select(User.department_id).where(User.id == owner_id))
+
+
+def update(resource: Resource, user, record_id, data: dict, version: int | None = None):
+    """Change the fields in ``data`` of a record ``user`` may update, at the version they read.
+
+    The row is re-selected through the update scope (404 outside it) and locked; a version other
+    than the current one is a 409 saying who changed it and when; nothing is written then.
+    """
+    clean, body_version = _load(resource, user, data, partial=True)
+    version = version if version is not None else body_version
+    obj = get(resource, user, record_id, action="update", lock=True)
+    check_version(resource, obj, version)
+    before = snapshot(resource, obj)
+    for key, value in clean.items():
+        setattr(obj, key, value)
+    if "owner_id" in clean and "department_id" not in clean and hasattr(obj, "department_id"):
+        obj.department_id = _department_of(obj.owner_id, user)
+    try:
+        _must_stay_in_scope(resource, user, obj, "update")
+    except StaleDataError:
+        db.session.rollback()
+        raise _conflict(resource, record_id) from None
+    changes = audit.diff(before, snapshot(resource, obj))
+    if changes:
+        audit.record("update", resource=resource.key, record_id=obj.id, summary=resource.title(obj),
+                     changes=changes, actor=user)
+    return obj
+
+
+def delete(resource: Resource, user, record_id, version: int | None = None) -> None:
+    """Delete a record ``user`` may delete; the audit entry keeps its last values."""
+    obj = get(resource, user, record_id, action="delete", lock=True)
+    check_version(resource, obj, version)
+    audit.record("delete", resource=resource.key, record_id=obj.id, summary=resource.title(obj),
+                 changes=audit.diff(snapshot(resource, obj), {}), actor=user)
+    db.session.delete(obj)
+    try:
+        db.session.flush()
+    except StaleDataError:
+        db.session.rollback()
+        raise _conflict(resource, record_id) from None
+
+
+def check_version(resource: Resource, obj, version) -> None:
+    """A 409 when the client read ``obj`` at another version (``None``: the client did not say)."""
+    if version is None:
+        return
+    try:
+        stale = int(version) != obj.version
+    except (TypeError, ValueError):
+        raise ValidationError(_("Please correct the highlighted fields."),
+                              fields={"version": [_("Not a valid integer.")]}) from None
+    if stale:
+        raise _conflict(resource, obj.id, obj.version)
+
+
+def _conflict(resource: Resource, record_id, current_version=None) -> Conflict:
+    """The 409 for a stale write: who changed the record last, and when."""
+    from core.audit.models import AuditEntry
+
+    last = db.session.scalar(
+        select(AuditEntry).where(AuditEntry.resource == resource.key, AuditEntry.record_id == int(record_id))
+        .order_by(AuditEntry.id.desc()).limit(1))
+    return Conflict(
+        _("This record was changed by %(name)s at %(time)s. Reload it and apply your change again.",
+          name=last.actor_name if last else "?", time=_format_time(last.at) if last else "?"),
+        current_version=current_version,
+        changed_by=last.actor_name if last else None,
+        changed_at=last.at.isoformat() if last else None,
+    )
+
+
+def _format_time(value: datetime) -> str:
+    from flask_babel import format_datetime
+
+    return format_datetime(value, "short")
+
+
+def column_kind(resource: Resource, name: str) -> str:
+    """``text``, ``number``, ``date``, ``datetime``, ``bool`` or ``other``: how a page shows a filter."""
+    column = getattr(resource.model, name).property.columns[0]
+    kind = column.type
+    if isinstance(kind, (String, Text)):
+        return "text"
+    if isinstance(kind, Numeric):
+        return "number"
+    if isinstance(kind, DateTime):
+        return "datetime"
+    if isinstance(kind, Date):
+        return "date"
+    python = getattr(kind, "python_type", None) if not hasattr(kind, "impl") else None
+    return {int: "number", float: "number", Decimal: "number", bool: "bool", date: "date"}.get(python, "other")
