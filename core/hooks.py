@@ -36,6 +36,7 @@ def register_menu(user):
             MenuItem("admin.users", _l("Users"), "admin.users", order=10, section="admin"),
             MenuItem("admin.departments", _l("Organisation"), "admin.departments", order=20, section="admin"),
             MenuItem("admin.roles", _l("Roles"), "admin.roles", order=30, section="admin"),
+            MenuItem("admin.audit", _l("Audit log"), "admin.audit_log", order=80, section="admin"),
             MenuItem("admin.plugins", _l("Plugins"), "admin.plugins", order=90, section="admin"),
         ]
     return items

@@ -201,3 +201,4 @@ def plugin_toggle(name: str):
         db.session.rollback()
         flash(exc.message, "danger")
     return redirect(url_for("admin.plugins"))
+from core.admin import access  # noqa: E402,F401  (its routes join this blueprint)

@@ -7,6 +7,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
+from core import audit
 from core.auth import throttle
 from core.auth.sessions import end_session, start_session
 from core.errors import ValidationError
@@ -39,9 +40,12 @@ def login():
         throttle.record_failure(username, address)
         log.info("failed login for %r from %s", username, address)
         db.session.rollback()
+        audit.record("login_failed", resource="core.user", summary=username[:100], actor_name=username[:100])
+        db.session.commit()
         error = _("Wrong username or password.")
         return render_template("auth/login.html", username=username, error=error), 200
     throttle.clear_account(username, address)
+    audit.record("login", resource="core.user", record_id=user.id, summary=user.username, actor=user)
     db.session.commit()
     start_session(user)
     log.info("login %s from %s", user.username, address)
@@ -50,6 +54,9 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    if current_user.is_authenticated:
+        audit.record("logout", resource="core.user", record_id=current_user.id, summary=current_user.username)
+        db.session.commit()
     end_session()
     flash(_("You have logged out."), "info")
     return redirect(url_for("auth.login"))

@@ -10,13 +10,13 @@ from functools import cache
 from flask_babel import gettext as _
 from sqlalchemy import func, literal, select, update
 
-from core import clock
+from core import audit, clock
 from core.auth.passwords import check_policy, hash_password, verify_password
 from core.errors import BusinessRuleError, Forbidden, NotFound, ValidationError
 from core.extensions import db
 from core.org.models import Department, Role, User
 from core.org.roles import ensure_default_roles
-from core.org.schemas import INT32, DepartmentIn, PasswordChangeIn, ProfileIn, UserIn
+from core.org.schemas import INT32, DepartmentIn, DepartmentOut, PasswordChangeIn, ProfileIn, UserIn, UserOut
 from core.schemas import load
 
 __all__ = [
@@ -59,6 +59,7 @@ def create_department(actor: User | None, data: dict) -> Department:
     db.session.flush()
     department.path = f"{parent.path if parent else '/'}{department.id}/"
     db.session.flush()
+    _audit("create", "core.department", department, {}, _department_snapshot(department), actor)
     return department
 
 
@@ -68,6 +69,7 @@ def update_department(actor: User | None, department_id: int, data: dict) -> Dep
     department = _get(Department, department_id)
     clean = load(DepartmentIn(), data, partial=True)
     department.check_version(clean.pop("version", None))
+    before = _department_snapshot(department)
     if "head_id" in clean:
         _reference(User, clean["head_id"], "head_id")
     if "code" in clean:
@@ -77,6 +79,7 @@ def update_department(actor: User | None, department_id: int, data: dict) -> Dep
     for key, value in clean.items():
         setattr(department, key, value)
     db.session.flush()
+    _audit("update", "core.department", department, before, _department_snapshot(department), actor)
     return department
 
 
@@ -106,6 +109,7 @@ def delete_department(actor: User | None, department_id: int) -> None:
     has_members = db.session.scalar(select(func.count()).where(User.department_id == department.id))
     if has_children or has_members:
         raise BusinessRuleError(_("Move its sub-departments and members elsewhere before deleting this department."))
+    _audit("delete", "core.department", department, _department_snapshot(department), {}, actor)
     db.session.delete(department)
     db.session.flush()
 
@@ -186,6 +190,7 @@ def create_user(actor: User | None, data: dict) -> User:
         user.password_hash = hash_password(password)
     db.session.add(user)
     db.session.flush()
+    _audit("create", "core.user", user, {}, _user_snapshot(user), actor)
     return user
 
 
@@ -195,6 +200,7 @@ def update_user(actor: User | None, user_id: int, data: dict) -> User:
     user = _get(User, user_id)
     clean = load(UserIn(), data, partial=True)
     user.check_version(clean.pop("version", None))
+    before = _user_snapshot(user)
     if "username" in clean:
         other = find_user(clean["username"])
         if other is not None and other.id != user.id:
@@ -215,6 +221,10 @@ def update_user(actor: User | None, user_id: int, data: dict) -> User:
     if clean.get("active") is False:
         user.session_epoch += 1  # a deactivated user is logged out everywhere
     db.session.flush()
+    after = _user_snapshot(user)
+    if password:
+        before["password"], after["password"] = "********", "******** (reset)"
+    _audit("update", "core.user", user, before, after, actor)
     return user
 
 
@@ -271,13 +281,36 @@ def change_own_password(user: User, data: dict) -> None:
     check_policy(clean["new_password"], user.username, field="new_password")
     set_password(user, clean["new_password"])
     db.session.flush()
+    audit.record("password_change", resource="core.user", record_id=user.id, summary=user.username, actor=user)
 
 
 def update_profile(user: User, data: dict) -> User:
     """A user edits their own name, contact details, language and time zone."""
     clean = load(ProfileIn(), data)
     user.check_version(clean.pop("version", None))
+    before = _user_snapshot(user)
     for key, value in clean.items():
         setattr(user, key, value)
     db.session.flush()
+    _audit("update", "core.user", user, before, _user_snapshot(user), user)
     return user
+
+
+# Audit ------------------------------------------------------------------------------------------
+
+_SYSTEM = ("version", "updated_at", "last_login_at", "path")
+
+
+def _department_snapshot(department: Department) -> dict:
+    return {k: v for k, v in DepartmentOut().dump(department).items() if k not in _SYSTEM}
+
+
+def _user_snapshot(user: User) -> dict:
+    return {k: v for k, v in UserOut().dump(user).items() if k not in _SYSTEM}
+
+
+def _audit(action: str, resource: str, obj, before: dict, after: dict, actor) -> None:
+    changes = audit.diff(before, after)
+    if changes or action != "update":
+        label = getattr(obj, "username", None) or getattr(obj, "name", "")
+        audit.record(action, resource=resource, record_id=obj.id, summary=label, changes=changes, actor=actor)

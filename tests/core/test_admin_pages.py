@@ -400,7 +400,7 @@ def test_roles_page_lists_the_nine_built_in_roles_in_chinese(admin):
     response = admin.get("/admin/roles")
     assert response.status_code == 200
     page = text_of(response)
-    rows = re.findall(r"<tr><td>([^<]+)</td><td><code>([^<]+)</code></td><td>(\d+)</td>", page)
+    rows = re.findall(r"<tr><td><a [^>]*>([^<]+)</a></td><td><code>([^<]+)</code></td><td>(\d+)</td>", page)
     assert [name for name, _key, _people in rows] == ["系统管理员", "总经理", "销售经理", "销售代表", "采购", "人事",
                                                       "财务", "法务", "普通员工"]
     people = {key: int(count) for _name, key, count in rows}
@@ -410,6 +410,6 @@ def test_roles_page_lists_the_nine_built_in_roles_in_chinese(admin):
 def test_roles_page_follows_the_english_session_language(admin):
     admin.post("/lang/en")
     page = text_of(admin.get("/admin/roles"))
-    names = re.findall(r"<tr><td>([^<]+)</td><td><code>", page)
+    names = re.findall(r"<tr><td><a [^>]*>([^<]+)</a></td><td><code>", page)
     assert names[:4] == ["System administrator", "General manager", "Sales manager", "Sales representative"]
     assert names[-1] == "Employee"
