@@ -43,6 +43,10 @@ def create_app(config: dict | None = None, *, load_plugins: bool = True) -> Flas
 
     registry.init_app(app, plugins)
 
+    from core import events
+
+    events.init_app(app, plugins)
+
     from core.auth import sessions
     from core.web import errors, security
 
@@ -53,12 +57,17 @@ def create_app(config: dict | None = None, *, load_plugins: bool = True) -> Flas
     from core.admin.views import bp as admin_bp
     from core.api import bp as api_bp
     from core.auth.views import bp as auth_bp
+    from core.web.records import bp as records_bp
+    from core.web.imports import bp as imports_bp
     from core.web.views import bp as web_bp
+    from core.inbox.views import bp as inbox_bp
 
-    for blueprint in (web_bp, auth_bp, admin_bp, api_bp):
+    for blueprint in (web_bp, auth_bp, admin_bp, api_bp, inbox_bp):
         app.register_blueprint(blueprint)
     for blueprint in sorted(plugins.collect("register_blueprints", app=app), key=lambda b: b.name):
         app.register_blueprint(blueprint)
+    app.register_blueprint(records_bp)  # /<plugin>/<plural>: Werkzeug matches fixed paths first
+    app.register_blueprint(imports_bp)  # /<plugin>/<plural>/import and /imports/<id>
 
     plugins.hook.register_cli(cli=app.cli)
     return app

@@ -95,6 +95,26 @@ def demo_command(password):
         click.echo("The demo users already existed; their passwords are unchanged.")
 
 
+# worker -------------------------------------------------------------------------------------------
+
+
+@cli.command("worker")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Job threads (default: JOBS_WORKERS).")
+@with_appcontext
+def worker_command(workers):
+    """Run background jobs: the outbox sweeper and every plugin's periodic jobs (until stopped)."""
+    from core import jobs
+
+    _require_schema()
+    app = current_app._get_current_object()
+    try:
+        names = list(jobs.periodic_jobs(app))
+    except PluginError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Worker started with periodic jobs: {', '.join(names)}", err=True)
+    jobs.run_worker(app, workers)
+
+
 # db -----------------------------------------------------------------------------------------------
 
 
@@ -245,3 +265,121 @@ def create_admin(username, display_name, password):
         raise click.ClickException(f"{exc.message} {details}".strip()) from None
     db.session.commit()
     click.echo(f"Administrator {user.username} is ready.")
+
+
+# backup / restore ---------------------------------------------------------------------------------
+
+
+@cli.command("backup")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Archive to write (default: instance/backups/yiti-<time>.zip).")
+@click.option("--verify", "verify_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Instead of backing up, restore FILE into a throw-away database and report.")
+@with_appcontext
+def backup_command(output, verify_file):
+    """Write a portable backup of every table and uploaded file, or verify one."""
+    from core import backup
+
+    if verify_file:
+        try:
+            report = backup.verify_archive(Path(verify_file))
+        except backup.BackupError as exc:
+            raise click.ClickException(f"Verification failed: {exc}") from None
+        click.echo(f"Verified {verify_file}: {report['tables']} tables, {report['rows']} rows, "
+                   f"{report['files']} files restored and matched their checksums.")
+        return
+    if output is None:
+        from core import clock
+
+        stamp = clock.now().strftime("%Y%m%d-%H%M%S")
+        output = Path(current_app.instance_path) / "backups" / f"yiti-{stamp}.zip"
+    manifest = backup.create_backup(Path(output))
+    rows = sum(t["rows"] for t in manifest["tables"].values())
+    click.echo(f"Backup written to {output}: {len(manifest['tables'])} tables, {rows} rows, "
+               f"{len(manifest['files'])} files.")
+
+
+@cli.command("restore")
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+@with_appcontext
+def restore_command(archive):
+    """Restore ARCHIVE into this (empty) database, verify it, then migrate to this version."""
+    from core import backup
+
+    try:
+        report = backup.restore_backup(Path(archive))
+    except backup.BackupError as exc:
+        raise click.ClickException(f"Restore refused: {exc}") from None
+    click.echo(f"Restored {report['tables']} tables, {report['rows']} rows and {report['files']} files; "
+               "counts and checksums match the archive.")
+
+
+# upgrade / check ----------------------------------------------------------------------------------
+
+
+@cli.command("upgrade")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the backup taken first (default: instance/backups/yiti-pre-upgrade-<time>.zip).")
+@with_appcontext
+def upgrade_command(output):
+    """Back up the database, then migrate it to this version; nothing is migrated if the backup fails."""
+    from core import backup, clock, migrate
+
+    if output is None:
+        stamp = clock.now().strftime("%Y%m%d-%H%M%S")
+        output = Path(current_app.instance_path) / "backups" / f"yiti-pre-upgrade-{stamp}.zip"
+    behind = migrate.pending()
+    try:
+        manifest = backup.create_backup(Path(output))
+    except Exception as exc:  # whatever stopped the backup, the database must stay untouched
+        db.session.rollback()
+        raise click.ClickException(f"Backup failed, so nothing was migrated: {exc.__class__.__name__}: {exc}") from None
+    rows = sum(t["rows"] for t in manifest["tables"].values())
+    click.echo(f"Backup written to {output}: {len(manifest['tables'])} tables, {rows} rows.")
+    if not behind:
+        click.echo("The database was already up to date; no migration was needed.")
+        return
+    migrate.upgrade()
+    click.echo("Migrated: " + ", ".join(behind) + ". To go back, restore the backup above into an empty database.")
+
+
+@cli.command("check", with_appcontext=False)
+@click.option("--workers", type=click.IntRange(1, 512), default=None,
+              help="Web worker processes per server (default: YITI_WORKERS, WEB_CONCURRENCY, else gunicorn.conf.py's).")
+@click.option("--servers", type=click.IntRange(1, 512), default=1, show_default=True, envvar="YITI_SERVERS",
+              help="App servers sharing this database (also YITI_SERVERS).")
+@click.option("--behind-proxy/--direct", "behind_proxy", default=None,
+              help="Whether a reverse proxy stands in front (default: yes when YITI_BIND is a local address).")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@pass_script_info
+def check_command(info: ScriptInfo, workers, servers, behind_proxy, as_json):
+    """Report misconfiguration before going live (exit 1 if anything must be fixed)."""
+    import json
+
+    from core import checks
+
+    try:
+        app = info.load_app()
+    except (click.ClickException, ConfigError, PluginError) as exc:
+        message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+        findings = [checks.Finding("config", checks.ERROR, message,
+                                   "Fix the setting named above (environment file or YITI_CONFIG), then run again.")]
+    else:
+        with app.app_context():
+            findings = checks.run_checks(app, workers=workers, servers=servers, behind_proxy=behind_proxy)
+    errors = sum(f.level == checks.ERROR for f in findings)
+    warnings = sum(f.level == checks.WARNING for f in findings)
+    if as_json:
+        click.echo(json.dumps({"ok": errors == 0, "errors": errors, "warnings": warnings,
+                               "findings": [f.as_dict() for f in findings]}, ensure_ascii=False, indent=2))
+    else:
+        labels = {checks.ERROR: click.style("ERROR", fg="red", bold=True),
+                  checks.WARNING: click.style("WARN ", fg="yellow"), checks.OK: click.style("ok   ", fg="green")}
+        for finding in findings:
+            click.echo(f"{labels[finding.level]} {finding.check:<18} {finding.message}")
+            if finding.action:
+                click.echo(f"{'':<25}-> {finding.action}")
+        verdict = "fix the errors before going live." if errors else "ready to go live."
+        click.echo(f"\n{errors} error(s), {warnings} warning(s): {verdict}")
+    if errors:
+        sys.exit(1)

@@ -34,6 +34,15 @@ DEFAULTS: dict[str, object] = {
     "LOGIN_LIMIT_ACCOUNT": "5 per 15 minutes",
     "LOGIN_LIMIT_IP": "30 per 15 minutes",
     "PAGE_SIZE": 20,
+    "DEMO_RECORDS": True,              # `yiti demo` adds each plugin's sample records (customers, ...)
+    "JOBS_PATH": None,                 # huey's SQLite queue file; default instance/jobs.db (Redis when REDIS_URL)
+    "JOBS_WORKERS": 2,                 # threads `yiti worker` runs jobs in
+    "OUTBOX_SWEEP_SECONDS": 10,        # how often the worker looks for deliveries that are due
+    "OUTBOX_MAX_ATTEMPTS": 8,          # after this many failed tries a delivery is dead (shown to admins)
+    "OUTBOX_RETRY_SECONDS": 30,        # first retry delay; doubles with every failed try
+    "OUTBOX_RETRY_MAX_SECONDS": 21600, # the longest wait between two tries (6 hours)
+    "OUTBOX_LEASE_SECONDS": 120,       # a claimed delivery not finished by then is tried again
+    "OUTBOX_BATCH": 100,               # deliveries claimed per sweep
 }
 
 TYPES: dict[str, type] = {
@@ -41,6 +50,7 @@ TYPES: dict[str, type] = {
     "INSTANCE_PATH": str,
     "DATABASE_URL": str,
     "REDIS_URL": str,
+    "JOBS_PATH": str,
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {"ENV": ("development", "production")}
@@ -53,6 +63,13 @@ MINIMUMS: dict[str, int] = {
     "SESSION_ABSOLUTE_HOURS": 1,
     "PASSWORD_MIN_LENGTH": 1,
     "PAGE_SIZE": 1,
+    "JOBS_WORKERS": 1,
+    "OUTBOX_SWEEP_SECONDS": 1,
+    "OUTBOX_MAX_ATTEMPTS": 1,
+    "OUTBOX_RETRY_SECONDS": 1,
+    "OUTBOX_RETRY_MAX_SECONDS": 1,
+    "OUTBOX_LEASE_SECONDS": 1,
+    "OUTBOX_BATCH": 1,
 }
 
 _TRUE = {"1", "true", "yes", "on"}

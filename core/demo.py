@@ -43,7 +43,7 @@ def create_demo_company(password: str | None = None) -> DemoCompany:
     """Create (or complete) the demo company; running it again changes nothing that exists."""
     password = password or DEMO_PASSWORD
     apply_role_templates()
-    company = DemoCompany(password=password)
+    company = DemoCompany(password=password, records=current_app.config["YITI"]["DEMO_RECORDS"])
     for code, name, parent_code in DEPARTMENTS:
         department = db.session.scalar(select(Department).where(Department.code == code))
         if department is None:

@@ -6,7 +6,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from core.extensions import db
-from core.plugins import DashboardWidget, MenuItem, Permission, RoleTemplate, hookimpl
+from core.plugins import DashboardWidget, EventType, MenuItem, PeriodicJob, Permission, RoleTemplate, hookimpl
 
 
 @hookimpl
@@ -30,16 +30,37 @@ def register_roles():
 
 @hookimpl
 def register_menu(user):
-    items = [MenuItem("home", _l("Home"), "web.home", order=0)]
+    from core import inbox
+
+    items = [MenuItem("inbox", _l("Inbox"), "inbox.index", order=-1, badge=lambda: inbox.open_count(user)),
+             MenuItem("home", _l("Home"), "web.home", order=0)]
     if user.is_admin:
         items += [
             MenuItem("admin.users", _l("Users"), "admin.users", order=10, section="admin"),
             MenuItem("admin.departments", _l("Organisation"), "admin.departments", order=20, section="admin"),
             MenuItem("admin.roles", _l("Roles"), "admin.roles", order=30, section="admin"),
             MenuItem("admin.audit", _l("Audit log"), "admin.audit_log", order=80, section="admin"),
+            MenuItem("admin.outbox", _l("Outbox"), "admin.outbox", order=85, section="admin"),
             MenuItem("admin.plugins", _l("Plugins"), "admin.plugins", order=90, section="admin"),
         ]
     return items
+
+
+@hookimpl
+def register_event_types():
+    return [EventType("core.todo_assigned", _l("Inbox item assigned"))]
+
+
+@hookimpl
+def register_jobs():
+    from datetime import timedelta
+
+    from flask import current_app
+
+    from core import jobs
+
+    every = timedelta(seconds=current_app.config["YITI"]["OUTBOX_SWEEP_SECONDS"])
+    return [PeriodicJob("core.sweep_outbox", jobs.sweep_outbox, every=every)]
 
 
 @hookimpl

@@ -4,8 +4,13 @@ from __future__ import annotations
 from flask import Flask, current_app
 
 import core.audit.models  # noqa: F401  (the core's tables must be known before they are listed)
+import core.events  # noqa: F401
+import core.imports.models  # noqa: F401
+import core.inbox.models  # noqa: F401
+import core.auth.tokens  # noqa: F401
 import core.org.models  # noqa: F401
 import core.permissions.models  # noqa: F401
+import core.preferences  # noqa: F401
 import core.site_settings  # noqa: F401
 from core.extensions import db
 from core.plugins.manager import PluginError, Plugins

@@ -15,7 +15,9 @@ from decimal import Decimal
 import marshmallow
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import Date, DateTime, Numeric, String, Text, and_, func, or_, select
+from sqlalchemy import (BigInteger, Date, DateTime, Integer, Numeric, SmallInteger, String, Text, and_, func, inspect as sa_inspect,
+                        or_, select)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from core import audit
@@ -59,6 +61,10 @@ class Resource:
     example: dict | object = field(default_factory=dict, hash=False, compare=False)
     actions: tuple[str, ...] = ACTIONS
     extra_permissions: tuple[Permission, ...] = ()
+    #: For import: ``{field: lookup(text, user) -> id or None}`` to accept a name or code in a file
+    #: where the schema wants the id of a related record (``owner_id`` takes a username or display
+    #: name without being listed here). ``None`` means "no such record": a field error for that row.
+    import_lookups: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -78,7 +84,12 @@ class Resource:
         return self.example(n) if callable(self.example) else dict(self.example)
 
     def title(self, obj) -> str:
+        """The record's name for the audit trail (stored, shown to admins)."""
         return str(getattr(obj, self.title_field, None) or f"#{obj.id}")
+
+    def title_of(self, row: dict) -> str:
+        """The record's name from a dumped row, so a masked title stays masked on pages."""
+        return str(row.get(self.title_field) or f"#{row.get('id', '')}")
 
 
 def get_resource(key: str) -> Resource:
@@ -114,6 +125,9 @@ def get(resource: Resource, user, record_id, action: str = "read", lock: bool = 
         record_id = int(record_id)
     except (TypeError, ValueError):
         raise NotFound(_("Not found.")) from None
+    id_column = resource.model.id.property.columns[0]
+    if record_id < 1 or _column_problem(id_column, record_id, references=False):
+        raise NotFound(_("Not found."))  # no row has such an id: the database could not even compare it
     query = scoped(resource, user, action).where(resource.model.id == record_id)
     if lock:
         query = query.with_for_update()
@@ -153,8 +167,8 @@ def list_query(resource: Resource, user, params: dict, action: str = "read"):
     require(user, resource.permission(action))
     query = scoped(resource, user, action)
     rules = field_rules(resource, user)
-    query = query.where(*_filters(resource, params, rules))
-    search = (params.get("q") or "").strip()
+    query = query.where(*_filters(resource, params, rules, user))
+    search = (params.get("q") or "").replace("\x00", "").strip()  # no stored text holds NUL; PostgreSQL refuses it
     if search:
         query = query.where(_search(resource, search, rules))
     return query.order_by(*_sort(resource, params.get("sort"), rules))
@@ -165,7 +179,9 @@ def list_page(resource: Resource, user, params: dict) -> Page:
     page, per_page = _page_args(params)
     query = list_query(resource, user, params)
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    items = db.session.scalars(query.limit(per_page).offset((page - 1) * per_page)).all()
+    offset = (page - 1) * per_page
+    # A page past the end is empty; asking the database for it could overflow its OFFSET.
+    items = db.session.scalars(query.limit(per_page).offset(offset)).all() if offset < total else []
     return Page(items=items, total=total, page=page, per_page=per_page)
 
 
@@ -182,8 +198,13 @@ def _page_args(params) -> tuple[int, int]:
 _OPERATORS = ("in", "gte", "lte", "gt", "lt", "contains")
 
 
-def _filters(resource: Resource, params: dict, rules: dict) -> list:
-    """``field=v``, ``field__in=a,b``, ``field__gte=``/``__lte=``/``__gt=``/``__lt=``, ``field__contains=``."""
+def _filters(resource: Resource, params: dict, rules: dict, user=None) -> list:
+    """``field=v``, ``field__in=a,b``, ``field__gte=``/``__lte=``/``__gt=``/``__lt=``, ``field__contains=`` (text).
+
+    Values are read by the field's schema and checked against the column (a number it cannot hold
+    or text with NUL is a field error, not a database error); a datetime without a time zone is
+    taken in the user's.
+    """
     conditions, errors = [], {}
     fields = resource.schema._declared_fields
     for raw_key, raw in params.items():
@@ -194,14 +215,32 @@ def _filters(resource: Resource, params: dict, rules: dict) -> list:
             errors[raw_key] = [_("Unknown filter operator.")]
             continue
         column = getattr(resource.model, name)
+        if op == "contains" and column_kind(resource, name) != "text":
+            errors[raw_key] = [_("Unknown filter operator.")]
+            continue
+
+        def read(text):
+            value = fields[name].deserialize(text)
+            if isinstance(value, datetime) and value.tzinfo is None:
+                value = value.replace(tzinfo=_user_zone(user))
+            if problem := _column_problem(column.property.columns[0], value, references=False):
+                raise marshmallow.ValidationError([problem])
+            return value
+
         try:
+            if "\x00" in str(raw):
+                raise marshmallow.ValidationError([_("Not a valid string.")])
             if op == "contains":
                 conditions.append(column.contains(str(raw), autoescape=True))
             elif op == "in":
-                values = [fields[name].deserialize(v.strip()) for v in str(raw).split(",") if v.strip()]
+                values = [read(v.strip()) for v in str(raw).split(",") if v.strip()]
                 conditions.append(column.in_(values))
             else:
-                value = fields[name].deserialize(raw) if raw != "" else None
+                value = read(raw) if raw != "" else None
+                if value is None and op:
+                    continue  # an empty bound (a blank "from" box) is no bound
+                if isinstance(value, bool) and op:
+                    raise marshmallow.ValidationError([_("This field can only be compared for equality.")])
                 if op == "":
                     conditions.append(column.is_(None) if value is None else column == value)
                 elif op in ("gte", "gt"):
@@ -253,7 +292,63 @@ def _load(resource: Resource, user, data: dict, partial: bool) -> tuple[dict, in
             errors.setdefault(name, [_("This field is read-only.")])
     if errors:
         raise ValidationError(_("Please correct the highlighted fields."), fields=errors)
-    return load(resource.schema(), data, partial=partial), version
+    clean = load(resource.schema(), data, partial=partial)
+    _check_columns(resource, user, clean)
+    return clean, version
+
+
+#: The values each integer column type can hold; a larger number would be a database error.
+_INTEGER_RANGES = ((SmallInteger, 2**15 - 1), (BigInteger, 2**63 - 1), (Integer, 2**31 - 1))
+
+
+def _check_columns(resource: Resource, user, clean: dict) -> None:
+    """Refuse, as field errors, values the database would refuse with an error (a 500).
+
+    A plugin's schema says what a field means; the column says what can be stored. Text with NUL
+    characters (PostgreSQL refuses them), text longer than the column, numbers the column type
+    cannot hold and references to rows that do not exist are caught here for every resource, so
+    no schema has to repeat its table. A datetime without a time zone is taken in the user's.
+    """
+    errors = {}
+    columns = sa_inspect(resource.model).columns
+    for name, value in list(clean.items()):
+        column = columns.get(name)
+        if column is None or value is None:
+            continue
+        if isinstance(value, datetime) and value.tzinfo is None:
+            clean[name] = value = value.replace(tzinfo=_user_zone(user))
+        if problem := _column_problem(column, value):
+            errors[name] = [problem]
+    if errors:
+        raise ValidationError(_("Please correct the highlighted fields."), fields=errors)
+
+
+def _column_problem(column, value, references: bool = True) -> str | None:
+    kind = column.type
+    if isinstance(value, str):
+        if "\x00" in value:
+            return _("Not a valid string.")
+        length = getattr(kind, "length", None)
+        if isinstance(kind, String) and length and len(value) > length:
+            return _("Enter at most {max} characters.").format(max=length)
+    elif isinstance(value, int) and not isinstance(value, bool) and isinstance(kind, Integer):
+        limit = next(limit for type_, limit in _INTEGER_RANGES if isinstance(kind, type_))
+        if not -limit - 1 <= value <= limit:
+            return _("Enter a number between {min} and {max}.").format(min=-limit - 1, max=limit)
+    elif isinstance(value, Decimal) and isinstance(kind, Numeric) and kind.precision and value.is_finite():
+        if abs(value) >= Decimal(10) ** (kind.precision - (kind.scale or 0)):
+            return _("The number is too large.")
+    for foreign_key in column.foreign_keys if references else ():
+        target = foreign_key.column
+        if isinstance(value, int) and db.session.scalar(select(target).where(target == value).limit(1)) is None:
+            return _("Does not exist.")
+    return None
+
+
+def _user_zone(user):
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(getattr(user, "timezone", None) or current_app.config["YITI"]["DEFAULT_TIMEZONE"])
 
 
 def snapshot(resource: Resource, obj) -> dict:
@@ -263,7 +358,13 @@ def snapshot(resource: Resource, obj) -> dict:
 
 
 def _must_stay_in_scope(resource: Resource, user, obj, action: str) -> None:
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # A unique value already used (or a reference the schema could not check): the client's
+        # data clashes with what is stored. Nothing is written; the request is rolled back.
+        db.session.rollback()
+        raise Conflict(_("This clashes with an existing record: a value that must be unique is already used.")) from None
     visible = db.session.scalar(
         select(resource.model.id).where(resource.model.id == obj.id, scope_filter(resource, action, user)))
     if visible is None:

@@ -80,6 +80,7 @@ def make_app(database, tmp_path):
             "INSTANCE_PATH": str(tmp_path / "instance"),
             "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
             "PASSWORD_HASH": FAST_HASH,
+            "DEMO_RECORDS": False,  # the demo company's people and structure, without sample records
         }
         config.update(settings)
         app = create_app(config)

@@ -5,3 +5,6 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 from core.api import org  # noqa: E402,F401  (routes register on import)
 from core.api import resources  # noqa: E402,F401
+from core.api import openapi  # noqa: E402,F401
+from core.api import auth_tokens  # noqa: E402,F401
+from core.api import inbox  # noqa: E402,F401

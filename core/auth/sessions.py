@@ -3,17 +3,23 @@
 The session is Flask's signed cookie, so any app server can serve any request. It carries the
 user id *and* the user's ``session_epoch``; changing the password bumps the epoch, which ends
 every other session of that user at their next request.
+
+API requests may instead carry ``Authorization: Bearer <token>`` (``core.auth.tokens``). Such a
+request is the token's alone: a session cookie it also carries is ignored, it needs no CSRF token
+(a cross-site page cannot set that header), a bad token is a 401 and a ``read`` token cannot write.
+Every other request that writes still needs the session's CSRF token.
 """
 from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Flask, current_app, flash, jsonify, redirect, request, session, url_for
+from flask import Flask, current_app, flash, g, jsonify, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
 from core import clock
-from core.extensions import db, login_manager
+from core.auth import tokens
+from core.extensions import csrf, db, login_manager
 from core.org.models import User
 
 SEEN_RESOLUTION = 60  # seconds: refresh the idle stamp at most once a minute, not on every request
@@ -21,6 +27,8 @@ SEEN_RESOLUTION = 60  # seconds: refresh the idle stamp at most once a minute, n
 
 @login_manager.user_loader
 def _load_user(identity: str) -> User | None:
+    if bearer_token() is not None:
+        return None  # the token decides, not the cookie (flask-login then asks the request loader)
     try:
         user_id, epoch = (int(part) for part in identity.split(":"))
     except ValueError:
@@ -29,6 +37,53 @@ def _load_user(identity: str) -> User | None:
     if user is None or not user.active or user.session_epoch != epoch:
         return None
     return user
+
+
+def bearer_token() -> str | None:
+    """The token of an ``Authorization: Bearer ...`` header on an API request; None otherwise."""
+    if not request.path.startswith("/api/"):
+        return None
+    scheme, _sep, credentials = request.headers.get("Authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else None
+
+
+@login_manager.request_loader
+def _load_user_from_token(_request) -> User | None:
+    raw = bearer_token()
+    if raw is None:
+        return None
+    token = tokens.active_token(raw)
+    if token is None:
+        return None
+    user = token.user
+    if db.session.is_modified(token):
+        db.session.commit()  # last_used_at, on its own: the request may still fail or roll back
+    g.api_token = token
+    return user
+
+
+def _token_error(status: int, code: str, message: str):
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.headers["WWW-Authenticate"] = f'Bearer error="{code}"'
+    return response, status
+
+
+def _authenticate_request():
+    """Bearer API requests: check the token and its scope. Every other request: check CSRF.
+
+    This replaces flask-wtf's default check (``WTF_CSRF_CHECK_DEFAULT`` is off), so that the
+    exemption is exactly "authenticated by a token"; ``@csrf.exempt`` marks still apply.
+    """
+    raw = bearer_token()
+    if raw is None:
+        if current_app.config["WTF_CSRF_ENABLED"]:
+            csrf.protect(apply_exemptions=True)
+        return None
+    if not current_user.is_authenticated or g.get("api_token") is None:
+        return _token_error(401, "invalid_token", _("The API token is invalid, expired or revoked."))
+    if request.method not in tokens.SAFE_METHODS and not g.api_token.can_write:
+        return _token_error(403, "insufficient_scope", _("This token may only read. Use a read-write token to make changes."))
+    return None
 
 
 @login_manager.unauthorized_handler
@@ -65,7 +120,7 @@ def end_session() -> None:
 
 
 def _enforce_timeouts():
-    if request.endpoint == "static" or not current_user.is_authenticated:
+    if request.endpoint == "static" or not current_user.is_authenticated or g.get("api_token") is not None:
         return None
     settings = current_app.config["YITI"]
     now = int(clock.now().timestamp())
@@ -88,4 +143,6 @@ def _enforce_timeouts():
 def init_app(app: Flask) -> None:
     login_manager.session_protection = None  # the epoch and time-outs do this job, without IP pinning
     app.permanent_session_lifetime = timedelta(hours=app.config["YITI"]["SESSION_ABSOLUTE_HOURS"])
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # _authenticate_request checks CSRF instead
+    app.before_request(_authenticate_request)
     app.before_request(_enforce_timeouts)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
+from flask_babel import gettext as _, ngettext
 from flask_login import current_user, login_required
 
 from core import audit
-from core.auth import throttle
+from core.auth import throttle, tokens
 from core.auth.sessions import end_session, start_session
 from core.errors import ValidationError
 from core.extensions import db
@@ -75,7 +75,51 @@ def profile():
         except ValidationError as exc:
             db.session.rollback()
             errors = exc.fields
-    return render_template("auth/profile.html", errors=errors, form=request.form if errors else None)
+    return _profile_page(errors=errors, form=request.form if errors else None)
+
+
+EXPIRY_CHOICES = (7, 30, 90, 365)
+
+
+def _profile_page(status: int = 200, **context):
+    context.setdefault("errors", {})
+    context.setdefault("form", None)
+    context.setdefault("token_errors", {})
+    context.setdefault("token_form", None)
+    context.setdefault("new_token", None)
+    user = current_user._get_current_object()
+    return render_template(
+        "auth/profile.html", tokens=tokens.list_tokens(user),
+        scope_labels=tokens.SCOPE_LABELS, default_expiry=tokens.DEFAULT_EXPIRY_DAYS,
+        expiry_options=[(days, ngettext("%(num)d day", "%(num)d days", days)) for days in EXPIRY_CHOICES] + [("", _("Never"))],
+        **context,
+    ), status
+
+
+@bp.post("/account/tokens")
+@login_required
+def create_token():
+    data = form_data(request.form, ("name", "scope", "expires_in_days"))
+    # The form's "never" choice is an empty value; a form without the field gets the default.
+    expires_in_days = data.get("expires_in_days") if "expires_in_days" in data else tokens.DEFAULT_EXPIRY_DAYS
+    user = current_user._get_current_object()
+    try:
+        token, secret = tokens.create_token(user, data.get("name") or "", data.get("scope") or "read", expires_in_days)
+        db.session.commit()
+    except ValidationError as exc:
+        db.session.rollback()
+        return _profile_page(422, token_errors=exc.fields, token_form=request.form)
+    # Shown in this response only: the secret never travels in a cookie or a second request.
+    return _profile_page(201, new_token={"id": token.id, "name": token.name, "token": secret})
+
+
+@bp.post("/account/tokens/<int:token_id>/revoke")
+@login_required
+def revoke_token(token_id: int):
+    token = tokens.revoke_token(current_user._get_current_object(), token_id)
+    db.session.commit()
+    flash(_("The token %(name)s is revoked.", name=token.name), "success")
+    return redirect(url_for("auth.profile", _anchor="api-tokens"))
 
 
 @bp.route("/account/password", methods=["GET", "POST"])

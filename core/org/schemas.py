@@ -4,7 +4,7 @@ from __future__ import annotations
 from zoneinfo import available_timezones
 
 from flask_babel import lazy_gettext as _l
-from marshmallow import fields, validate, validates, ValidationError as MMValidationError
+from marshmallow import fields, post_load, validate, validates, ValidationError as MMValidationError
 
 from core.schemas import Schema, length
 
@@ -39,6 +39,13 @@ class DepartmentIn(Schema):
     head_id = fields.Integer(allow_none=True, strict=False)
     sort = fields.Integer(load_default=0, strict=False, validate=SORT_RANGE)
     version = fields.Integer(strict=False)
+
+    @post_load
+    def _empty_code_is_none(self, data, **_kwargs):
+        """An empty code means "no code": stored as NULL, so that any number of departments can lack one."""
+        if data.get("code") == "":
+            data["code"] = None
+        return data
 
 
 class DepartmentOut(Schema):

@@ -91,5 +91,52 @@ def demo_data(company):
 
     ``company`` is a ``DemoCompany`` with the departments and users ``yiti demo`` created.
     Create records through your services (inside the caller's transaction); return nothing.
-    Must be idempotent: ``yiti demo`` may run again on the same database.
+    Must be idempotent: ``yiti demo`` may run again on the same database. Add sample business
+    records (customers, orders...) only when ``company.records`` is true (the ``DEMO_RECORDS``
+    setting); what the company needs to work (default flows, settings) always.
+    """
+
+
+@hookspec
+def register_event_types():
+    """Events this plugin emits with ``core.events.emit(name, **payload)``.
+
+    Returns a list of ``EventType``; names are ``<plugin>.<event>`` and a name declared twice
+    stops start-up. Emitting a name nobody declared raises ``UnknownEvent``. Called once at
+    start-up.
+    """
+
+
+@hookspec
+def on_event(name, payload):
+    """React to an event after the transaction that emitted it has committed.
+
+    ``name`` is the event name, ``payload`` the JSON-ready dict given to ``emit``. Never called for
+    a rolled-back transaction; called once per committed ``emit``, in the process that committed,
+    with a fresh transaction that is committed when the hook returns (rolled back if it raises;
+    the error is logged and never reaches the request). For work that must not be lost, rely on
+    the outbox (``register_deliveries``) instead: a process may die between commit and this call.
+    """
+
+
+@hookspec
+def register_jobs():
+    """Periodic background jobs, run by ``yiti worker``.
+
+    Returns a list of ``PeriodicJob`` (``name`` ``<plugin>.<job>``, ``func``, ``every``: a
+    ``timedelta`` or a cron string read in ``DEFAULT_TIMEZONE``). Each run has its own app
+    context and session, committed when ``func`` returns. A name declared twice stops the worker.
+    Called when the worker (or a test) builds the job queue.
+    """
+
+
+@hookspec
+def register_deliveries():
+    """Where outbox messages are delivered (webhooks, notification channels).
+
+    Returns a list of ``Delivery(name, deliver, events=None)``. Every committed event that some
+    delivery wants is an outbox row; the worker's sweeper calls ``deliver(message)`` for it, retries
+    with exponential backoff when it raises, and marks it dead after ``OUTBOX_MAX_ATTEMPTS``.
+    Delivery is at least once: ``deliver`` must send ``message.idempotency_key`` so that a
+    receiver drops a repeat. Called once at start-up.
     """

@@ -24,7 +24,10 @@ class PluginSpec:
 
 @dataclass(frozen=True)
 class MenuItem:
-    """A navigation entry. ``endpoint`` is a Flask endpoint; ``section`` groups items (``main`` or ``admin``)."""
+    """A navigation entry: ``url_for(endpoint, **params)``; ``section`` groups items (``main`` or ``admin``).
+
+    A resource's generic list is ``MenuItem(key, label, "records.list_page", params={"plugin": ..., "plural": ...})``.
+    """
 
     key: str
     label: object
@@ -32,6 +35,8 @@ class MenuItem:
     order: int = 100
     section: str = "main"
     icon: str = ""
+    badge: Callable[[], int] | None = None  # a cheap count shown beside the label, called once per page render
+    params: dict = field(default_factory=dict, hash=False, compare=False)  # url_for arguments
 
 
 @dataclass(frozen=True)
@@ -77,3 +82,46 @@ class DemoCompany:
     departments: dict = field(default_factory=dict)  # key -> Department
     users: dict = field(default_factory=dict)  # username -> User
     password: str = ""
+    records: bool = True  # False: only what the company needs to work (flows, settings), no sample records
+
+
+@dataclass(frozen=True)
+class EventType:
+    """An event a plugin may ``emit``: ``name`` is ``<plugin>.<event>`` (``notes.note_created``)."""
+
+    name: str
+    label: object
+
+    def __post_init__(self):
+        if self.name.count(".") != 1 or not all(self.name.split(".")):
+            raise ValueError(f"event name {self.name!r} must look like plugin.event")
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    """A job ``yiti worker`` runs on a schedule, inside the app with a fresh database session.
+
+    ``every`` is a ``timedelta`` (under a minute: repeated within each minute; otherwise whole
+    minutes) or a cron string ``"minute hour day month weekday"`` read in ``DEFAULT_TIMEZONE``.
+    ``func()`` takes no arguments; what it leaves in the session is committed when it returns.
+    Names are ``<plugin>.<job>``.
+    """
+
+    name: str
+    func: Callable[[], None]
+    every: object
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Somewhere outbox messages go (a webhook, a notification channel).
+
+    ``deliver(message)`` gets a ``core.events.Message`` and raises to have it retried later with
+    backoff; it must tolerate the same message twice (it sends ``message.idempotency_key`` so the
+    receiver can drop repeats). ``events`` limits it to those event names (``None``: every event).
+    """
+
+    name: str
+    deliver: Callable[[object], None]
+    events: tuple[str, ...] | None = None
+

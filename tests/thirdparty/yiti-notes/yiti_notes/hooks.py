@@ -1,11 +1,15 @@
+import json
+import os
+import urllib.request
+
 import click
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
 from core.extensions import db
-from core.plugins import DashboardWidget, MenuItem, Permission, RoleTemplate, hookimpl
+from core.plugins import DashboardWidget, Delivery, EventType, MenuItem, PeriodicJob, Permission, RoleTemplate, hookimpl
 from yiti_notes.models import Note
 
 bp = Blueprint("notes", __name__, url_prefix="/notes", template_folder="templates")
@@ -15,12 +19,22 @@ bp = Blueprint("notes", __name__, url_prefix="/notes", template_folder="template
 @login_required
 def index():
     if request.method == "POST":
-        db.session.add(Note(title=request.form["title"], owner_id=current_user.id, created_by_id=current_user.id,
-                            department_id=current_user.department_id))
+        from yiti_notes.services import create_note
+
+        create_note(current_user, request.form["title"])
         db.session.commit()
         return redirect(url_for("notes.index"))
     notes = db.session.scalars(select(Note).where(Note.owner_id == current_user.id).order_by(Note.id)).all()
     return render_template("notes/index.html", notes=notes)
+
+
+@bp.get("/<int:note_id>")
+@login_required
+def detail(note_id):
+    from core import resources
+    from yiti_notes.resources import NOTE
+
+    return render_template("notes/detail.html", note=resources.get(NOTE, current_user, note_id))
 
 
 @hookimpl
@@ -83,3 +97,38 @@ def demo_data(company):
     exists = db.session.scalar(select(Note.id).where(Note.title == "Welcome note"))
     if exists is None:
         db.session.add(Note(title="Welcome note", owner_id=admin.id, department_id=admin.department_id))
+
+
+@hookimpl
+def register_event_types():
+    return [EventType("notes.note_created", _l("Note created"))]
+
+
+@hookimpl
+def on_event(name, payload):
+    if name == "notes.note_created":
+        from core import audit
+
+        audit.record("announced", resource="notes.note", record_id=payload["note_id"], summary=payload["title"])
+
+
+@hookimpl
+def register_jobs():
+    from yiti_notes.services import remind_overdue_reviews
+
+    return [PeriodicJob("notes.remind_overdue_reviews", remind_overdue_reviews, every="0 * * * *")]
+
+
+@hookimpl
+def register_deliveries():
+    url = current_app.config.get("NOTES_WEBHOOK_URL") or os.environ.get("NOTES_WEBHOOK_URL")
+    if not url:
+        return []
+
+    def post(message):
+        body = json.dumps({"event": message.event, "payload": message.payload}).encode()
+        headers = {"Content-Type": "application/json", "Idempotency-Key": message.idempotency_key}
+        with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers, method="POST"), timeout=5):
+            pass  # urlopen raises for a 4xx/5xx answer, which the sweeper retries
+
+    return [Delivery("notes.webhook", post, events=("notes.note_created",))]

@@ -1,15 +1,16 @@
 """The note as a Resource: the core builds its API, permissions and audit trail from this."""
 from flask_babel import lazy_gettext as _l
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from core.resources import Resource
+from core.schemas import length
 from yiti_notes.models import Note
 
 
 class NoteSchema(Schema):
     id = fields.Integer(dump_only=True)
-    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    body = fields.String(load_default="", validate=validate.Length(max=20000))
+    title = fields.String(required=True, validate=length(200, 1), metadata={"label": _l("Title")})
+    body = fields.String(load_default="", validate=length(20000), metadata={"label": _l("Content")})
     owner_id = fields.Integer(allow_none=True)
     department_id = fields.Integer(dump_only=True, allow_none=True)
     created_at = fields.DateTime(dump_only=True)

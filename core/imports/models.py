@@ -1,0 +1,50 @@
+"""One row per import: what was read (kept until applied), what the dry run found, what was written."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core import clock
+from core.extensions import db
+from core.models import JSONType, UTCDateTime
+
+STATUSES = ("previewed", "done", "undone", "failed")
+
+
+class Import(db.Model):
+    """An import of a file into one resource, from dry run to (perhaps) undo.
+
+    ``rows`` holds the file's cells as text until the import is applied (so every app server can
+    apply it, and the file never lives on one server's disk). ``errors`` are the dry run's
+    ``{"row", "field", "message"}``; ``rejects`` the rows skipped when applying, with their reason;
+    ``created`` ``[[id, version], ...]`` and ``updated`` ``[{"id", "version", "before"}, ...]``
+    are what undo needs: it touches a record only while it is still at that version.
+    """
+
+    __tablename__ = "core_import"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource: Mapped[str] = mapped_column(String(100), nullable=False, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("core_user.id", ondelete="SET NULL"), nullable=True, index=True)
+    filename: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    status: Mapped[str] = mapped_column(String(20), nullable=False, default="previewed")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=clock.now)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    total_rows: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    done_rows: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    to_insert: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    to_update: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    inserted: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    updated: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    headers: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
+    mapping: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
+    unknown_columns: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
+    rows: Mapped[list | None] = mapped_column(JSONType, nullable=True)
+    errors: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
+    rejects: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
+    created: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
+    updated_records: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
+    not_undone: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)

@@ -1,0 +1,281 @@
+"""Portal pages every ``Resource`` gets: list, detail (with History), create/edit form, delete.
+
+URLs are ``/<plugin>/<plural>[/<id>[/edit|/delete]]``. Like the API, the pages only call the
+generic services in ``core.resources``, so scopes, field rules, validation, optimistic locking
+and the audit trail are the same everywhere.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import marshmallow
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from core import audit, resources as records
+from core.errors import BusinessRuleError, Conflict, Forbidden, ValidationError
+from core.extensions import db
+from core.permissions import can, scope_filter
+from core.permissions.fields import field_rules
+from core.preferences import get_preference, set_preference
+
+bp = Blueprint("records", __name__)
+
+
+def field_label(resource, name: str) -> str:
+    """The label a schema field declares (``metadata={"label": _l(...)}``), else its name."""
+    field = resource.schema._declared_fields.get(name)
+    label = field.metadata.get("label") if field is not None else None
+    if label:
+        return str(label)
+    return {"id": "ID", "owner_id": _("Owner"), "department_id": _("Department"), "created_at": _("Created"),
+            "updated_at": _("Updated"), "version": _("Version")}.get(name, name)
+
+
+def input_kind(field: marshmallow.fields.Field) -> str:
+    """How a form shows a schema field."""
+    choices = _choices(field)
+    if choices:
+        return "select"
+    if isinstance(field, marshmallow.fields.Boolean):
+        return "checkbox"
+    if isinstance(field, (marshmallow.fields.Integer, marshmallow.fields.Decimal, marshmallow.fields.Float)):
+        return "number"
+    if isinstance(field, marshmallow.fields.DateTime):
+        return "datetime-local"
+    if isinstance(field, marshmallow.fields.Date):
+        return "date"
+    if isinstance(field, marshmallow.fields.Email):
+        return "email"
+    longest = max((v.max or 0 for v in field.validators if isinstance(v, marshmallow.validate.Length)), default=0)
+    return "textarea" if longest > 500 else "text"
+
+
+def _choices(field) -> list:
+    for validator in field.validators:
+        if isinstance(validator, marshmallow.validate.OneOf):
+            labels = validator.labels if validator.labels else validator.choices
+            return [(value, str(label)) for value, label in zip(validator.choices, labels)]
+    return []
+
+
+def form_fields(resource, user) -> list[dict]:
+    """The fields a form shows: writable ones, with read-only and masked ones disabled."""
+    rules = field_rules(resource, user)
+    shown = []
+    for name, field in resource.schema._declared_fields.items():
+        if field.dump_only or rules.get(name) == "hidden" or name in records.SYSTEM_FIELDS:
+            continue
+        shown.append({"name": name, "label": field_label(resource, name), "kind": input_kind(field),
+                      "choices": _choices(field), "required": field.required,
+                      "disabled": rules.get(name) in ("readonly", "masked")})
+    return shown
+
+
+def _form_to_data(resource, user, form) -> dict:
+    """A submitted form as the dict the schema loads: empty text is ``None`` where allowed."""
+    data = {}
+    for spec in form_fields(resource, user):
+        name = spec["name"]
+        if spec["disabled"]:
+            continue
+        field = resource.schema._declared_fields[name]
+        if spec["kind"] == "checkbox":
+            data[name] = name in form
+            continue
+        if name not in form:
+            continue
+        value = form.get(name, "").strip()
+        if value == "":
+            if field.allow_none:
+                data[name] = None
+            elif field.required:
+                data[name] = value
+            continue
+        data[name] = value
+    return data
+
+
+REFERENCE_FIELDS = ("owner_id", "created_by_id", "department_id")
+
+
+def _names(rows: list[dict]) -> dict:
+    """Display names for the users and departments ``rows`` refer to: two queries, not one per row."""
+    from core.org.models import Department, User
+
+    user_ids = {r[f] for r in rows for f in ("owner_id", "created_by_id") if r.get(f)}
+    department_ids = {r["department_id"] for r in rows if r.get("department_id")}
+    names = {}
+    if user_ids:
+        for uid, name in db.session.execute(select(User.id, User.display_name).where(User.id.in_(user_ids))):
+            names[("user", uid)] = name
+    if department_ids:
+        for did, name in db.session.execute(select(Department.id, Department.name).where(Department.id.in_(department_ids))):
+            names[("department", did)] = name
+    return names
+
+
+def _displayer(rows: list[dict]):
+    """``display(value, field)`` for a page: names for references, Yes/No, amounts with separators."""
+    names = _names(rows)
+
+    def display(value, field=None):
+        if field in REFERENCE_FIELDS and value is not None:
+            kind = "department" if field == "department_id" else "user"
+            return names.get((kind, value), value)
+        return _display(value)
+
+    return display
+
+
+def _display(value):
+    if isinstance(value, bool):
+        return _("Yes") if value else _("No")
+    if isinstance(value, Decimal):
+        return f"{value:,.2f}"
+    return value
+
+
+# List --------------------------------------------------------------------------------------------
+
+
+@bp.get("/<plugin>/<plural>")
+@login_required
+def list_page(plugin: str, plural: str):
+    resource = records.by_path(plugin, plural)
+    visible = records.visible_fields(resource, current_user)
+    columns = _columns(resource, visible)
+    params = request.args.to_dict()
+    page = records.list_page(resource, current_user, params)
+    rows = records.dump(resource, current_user, page.items, many=True)
+    filters = [{"name": f, "label": field_label(resource, f), "kind": records.column_kind(resource, f)}
+               for f in resource.filters if f in visible and field_rules(resource, current_user).get(f) != "masked"]
+    pages = max(1, -(-page.total // page.per_page))
+    return render_template(
+        "records/list.html", resource=resource, columns=columns, rows=rows, page=page, pages=pages,
+        params=params, filters=filters, all_columns=[(f, field_label(resource, f)) for f in visible],
+        can_create=can(current_user, resource.permission("create")),
+        can_export=can(current_user, resource.permission("export")), display=_displayer(rows),
+        can_import=can(current_user, resource.permission("import")),
+        label=lambda name: field_label(resource, name),
+    )
+
+
+def _columns(resource, visible: list[str]) -> list[str]:
+    """The columns the user chose for this list (remembered per user), else the declared ones."""
+    key = f"columns:{resource.key}"
+    if "columns" in request.args:
+        chosen = [c for c in request.args.getlist("columns") if c in visible]
+        if chosen:
+            set_preference(current_user, key, chosen)
+            db.session.commit()
+            return chosen
+    saved = get_preference(current_user, key)
+    if saved:
+        chosen = [c for c in saved if c in visible]
+        if chosen:
+            return chosen
+    return [c for c in (resource.list_columns or visible[:6]) if c in visible]
+
+
+# Detail ------------------------------------------------------------------------------------------
+
+
+@bp.get("/<plugin>/<plural>/<int:record_id>")
+@login_required
+def detail(plugin: str, plural: str, record_id: int):
+    resource = records.by_path(plugin, plural)
+    obj = records.get(resource, current_user, record_id)
+    row = records.dump(resource, current_user, obj)
+    may = {action: _may(resource, action, obj) for action in ("update", "delete")}
+    history = audit.history(resource.key, obj.id, viewer=current_user)
+    return render_template("records/detail.html", resource=resource, obj=obj, row=row, may=may, history=history,
+                           title=resource.title_of(row), label=lambda name: field_label(resource, name),
+                           display=_displayer([row]), tab=request.args.get("tab", "details"))
+
+
+def _may(resource, action: str, obj) -> bool:
+    """Whether the user may ``action`` this record: the same SQL scope the write will use."""
+    if not can(current_user, resource.permission(action)):
+        return False
+    query = select(resource.model.id).where(resource.model.id == obj.id, scope_filter(resource, action, current_user))
+    return db.session.scalar(query) is not None
+
+
+# Create and edit ---------------------------------------------------------------------------------
+
+
+@bp.route("/<plugin>/<plural>/new", methods=["GET", "POST"])
+@login_required
+def create(plugin: str, plural: str):
+    resource = records.by_path(plugin, plural)
+    if not can(current_user, resource.permission("create")):
+        raise Forbidden(_("You do not have permission to do this."))
+    errors, values = {}, {}
+    if request.method == "POST":
+        data = _form_to_data(resource, current_user, request.form)
+        try:
+            obj = records.create(resource, current_user, data)
+            db.session.commit()
+            flash(_("Saved."), "success")
+            return redirect(url_for("records.detail", plugin=plugin, plural=plural, record_id=obj.id))
+        except (ValidationError, BusinessRuleError, Forbidden) as exc:
+            db.session.rollback()
+            errors = exc.fields or {"_form": [exc.message]}
+            values = request.form.to_dict()
+    return render_template("records/form.html", resource=resource, obj=None, fields=form_fields(resource, current_user),
+                           values=values, errors=errors, conflict=None, title=None), 422 if errors else 200
+
+
+@bp.route("/<plugin>/<plural>/<int:record_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit(plugin: str, plural: str, record_id: int):
+    resource = records.by_path(plugin, plural)
+    obj = records.get(resource, current_user, record_id, action="update")
+    errors, conflict = {}, None
+    values = records.dump(resource, current_user, obj)
+    if request.method == "POST":
+        data = _form_to_data(resource, current_user, request.form)
+        try:
+            records.update(resource, current_user, record_id, data, version=request.form.get("version") or None)
+            db.session.commit()
+            flash(_("Saved."), "success")
+            return redirect(url_for("records.detail", plugin=plugin, plural=plural, record_id=record_id))
+        except Conflict as exc:
+            db.session.rollback()
+            conflict = exc
+            values = {**request.form.to_dict(), "version": request.form.get("version")}
+        except (ValidationError, BusinessRuleError, Forbidden) as exc:
+            db.session.rollback()
+            errors = exc.fields or {"_form": [exc.message]}
+            values = request.form.to_dict()
+    status = 409 if conflict else 422 if errors else 200
+    return render_template("records/form.html", resource=resource, obj=obj, fields=form_fields(resource, current_user),
+                           values=values, errors=errors, conflict=conflict,
+                           title=resource.title_of(records.dump(resource, current_user, obj))), status
+
+
+@bp.post("/<plugin>/<plural>/<int:record_id>/delete")
+@login_required
+def delete(plugin: str, plural: str, record_id: int):
+    resource = records.by_path(plugin, plural)
+    try:
+        records.delete(resource, current_user, record_id, version=request.form.get("version") or None)
+        db.session.commit()
+    except Conflict as exc:
+        db.session.rollback()
+        flash(exc.message, "danger")
+        return redirect(url_for("records.detail", plugin=plugin, plural=plural, record_id=record_id))
+    flash(_("Deleted."), "success")
+    return redirect(url_for("records.list_page", plugin=plugin, plural=plural))
+
+
+@bp.app_template_filter("urlencode_without")
+def urlencode_without(params: dict, key: str) -> str:
+    """Query string of ``params`` without ``key``, ending in ``&`` when not empty (for ``...&key=v``)."""
+    from urllib.parse import urlencode
+
+    rest = {k: v for k, v in params.items() if k != key}
+    return urlencode(rest) + "&" if rest else ""
