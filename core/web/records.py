@@ -6,11 +6,12 @@ and the audit trail are the same everywhere.
 """
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 import marshmallow
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
+from flask_babel import format_datetime, gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
@@ -117,14 +118,27 @@ def _names(rows: list[dict]) -> dict:
     return names
 
 
-def _displayer(rows: list[dict]):
-    """``display(value, field)`` for a page: names for references, Yes/No, amounts with separators."""
+def _displayer(resource, rows: list[dict]):
+    """``display(value, field)`` for a page: names for references, labels for choices, times in the
+    reader's time zone, Yes/No, amounts with separators."""
     names = _names(rows)
+    declared = resource.schema._declared_fields
+    choices = {name: dict(_choices(f)) for name, f in declared.items() if _choices(f)}
+    times = {name for name, f in declared.items() if isinstance(f, marshmallow.fields.DateTime)}
 
     def display(value, field=None):
-        if field in REFERENCE_FIELDS and value is not None:
+        if value is None:
+            return value
+        if field in REFERENCE_FIELDS:
             kind = "department" if field == "department_id" else "user"
             return names.get((kind, value), value)
+        if field in choices:
+            return choices[field].get(value, value)
+        if field in times and isinstance(value, str):
+            try:
+                return format_datetime(datetime.fromisoformat(value), "short")
+            except ValueError:
+                return value  # a masked value
         return _display(value)
 
     return display
@@ -151,13 +165,14 @@ def list_page(plugin: str, plural: str):
     page = records.list_page(resource, current_user, params)
     rows = records.dump(resource, current_user, page.items, many=True)
     filters = [{"name": f, "label": field_label(resource, f), "kind": records.column_kind(resource, f)}
-               for f in resource.filters if f in visible and field_rules(resource, current_user).get(f) != "masked"]
+               for f in resource.filters if f in visible and f not in REFERENCE_FIELDS
+               and field_rules(resource, current_user).get(f) != "masked"]
     pages = max(1, -(-page.total // page.per_page))
     return render_template(
         "records/list.html", resource=resource, columns=columns, rows=rows, page=page, pages=pages,
         params=params, filters=filters, all_columns=[(f, field_label(resource, f)) for f in visible],
         can_create=can(current_user, resource.permission("create")),
-        can_export=can(current_user, resource.permission("export")), display=_displayer(rows),
+        can_export=can(current_user, resource.permission("export")), display=_displayer(resource, rows),
         can_import=can(current_user, resource.permission("import")),
         label=lambda name: field_label(resource, name),
     )
@@ -193,7 +208,7 @@ def detail(plugin: str, plural: str, record_id: int):
     history = audit.history(resource.key, obj.id, viewer=current_user)
     return render_template("records/detail.html", resource=resource, obj=obj, row=row, may=may, history=history,
                            title=resource.title_of(row), label=lambda name: field_label(resource, name),
-                           display=_displayer([row]), tab=request.args.get("tab", "details"))
+                           display=_displayer(resource, [row]), tab=request.args.get("tab", "details"))
 
 
 def _may(resource, action: str, obj) -> bool:

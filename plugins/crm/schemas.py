@@ -26,8 +26,21 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 TICKET_STATUSES = ("open", "in_progress", "resolved", "closed")
 
 
+#: How pages show the stored codes (the API keeps the codes).
+CHOICE_LABELS = {
+    "active": _l("Active"), "dormant": _l("Dormant"), "lost": _l("Lost customer"), "merged": _l("Merged"),
+    "call": _l("Phone call"), "visit": _l("Visit"), "wechat": _l("WeChat"), "email": _l("E-mail"),
+    "meeting": _l("Meeting"), "new": _l("New"), "assigned": _l("Assigned"), "converted": _l("Converted"),
+    "invalid": _l("Invalid"), "draft": _l("Draft"), "confirmed": _l("Confirmed"), "inquiry": _l("Inquiry"),
+    "complaint": _l("Complaint"), "suggestion": _l("Suggestion"), "low": _l("Low"), "normal": _l("Normal"),
+    "high": _l("High"), "urgent": _l("Urgent"), "open": _l("Open"), "in_progress": _l("Being handled"),
+    "resolved": _l("Resolved"), "closed": _l("Closed"),
+}
+
+
 def one_of(choices):
-    return marshmallow.validate.OneOf(choices, error=_l("Must be one of: {choices}."))
+    return marshmallow.validate.OneOf(choices, labels=[CHOICE_LABELS.get(c, c) for c in choices],
+                                      error=_l("Must be one of: {choices}."))
 
 
 def _label(text):
