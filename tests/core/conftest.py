@@ -8,6 +8,10 @@ from importlib.metadata import entry_points
 
 import pytest
 
+from tests.conftest import PASSWORD, Client
+
+WITH_NOTES = ("approval", "crm", "srm", "hr", "notes")
+
 MANIFEST = '''
 from core.plugins import PluginSpec
 PLUGIN = PluginSpec(name={name!r}, version="0.0.1", label={name!r}, requires={requires!r})
@@ -53,3 +57,23 @@ def install_plugin(tmp_path, monkeypatch):
         for module in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
             del sys.modules[module]
     importlib.invalidate_caches()
+
+
+@pytest.fixture
+def company(make_app):
+    """Every plugin plus the sample third-party ``notes`` plugin, with the demo company."""
+    from core.demo import create_demo_company
+    from core.extensions import db
+
+    app = make_app(plugins=WITH_NOTES)
+    with app.app_context():
+        create_demo_company(PASSWORD)
+        db.session.commit()
+    return app
+
+
+def login(app, name: str) -> Client:
+    """A browser-like client logged in as the demo user ``name``."""
+    client = Client(app)
+    assert client.login(name).status_code == 302
+    return client

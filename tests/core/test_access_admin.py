@@ -8,26 +8,11 @@ from core.audit.models import AuditEntry
 from core.extensions import db
 from core.org.models import Role, User
 
-from tests.conftest import PASSWORD, Client
-
-WITH_NOTES = ("approval", "crm", "srm", "hr", "notes")
-
-
-@pytest.fixture
-def company(make_app):
-    app = make_app(plugins=WITH_NOTES)
-    with app.app_context():
-        from core.demo import create_demo_company
-
-        create_demo_company(PASSWORD)
-        db.session.commit()
-    return app
+from tests.conftest import Client
+from tests.core.conftest import login
 
 
-def login(app, name):
-    client = Client(app)
-    assert client.login(name).status_code == 302
-    return client
+
 
 
 def role_id(app, key):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from sqlalchemy import func, select, update
 
 from core import resources as records
@@ -18,22 +17,9 @@ from core.extensions import db
 from core.org.models import Role, User
 from core.permissions.services import set_field_rules, set_grants
 
-from tests.conftest import PASSWORD, Client
+from tests.conftest import Client
 
-ALL_WITH_NOTES = ("approval", "crm", "srm", "hr", "notes")
 OWNERS = ("sales1", "sales2", "salesmgr")
-
-
-@pytest.fixture
-def company(make_app):
-    """All plugins (and the sample third-party one) with the demo company."""
-    app = make_app(plugins=ALL_WITH_NOTES)
-    with app.app_context():
-        from core.demo import create_demo_company
-
-        create_demo_company(PASSWORD)
-        db.session.commit()
-    return app
 
 
 def user(name: str) -> User:
