@@ -138,6 +138,8 @@ def test_portal_is_usable_at_phone_width(page: Page, console, save_screenshot):
     expect(page.get_by_role("button", name="系统管理", exact=True)).to_be_hidden()
     toggler.click()
     expect(toggler).to_have_attribute("aria-expanded", "true")
+    # Bootstrap animates the menu open ("collapsing"); it takes clicks once it is "show".
+    expect(page.locator("#main-nav")).to_have_class(re.compile(r"(^|\s)show(\s|$)"))
     open_menu(page, "系统管理")
     load(page, page.get_by_role("link", name="用户", exact=True))
     expect(page.get_by_role("heading", name="用户", exact=True)).to_be_visible()
