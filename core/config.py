@@ -43,6 +43,7 @@ DEFAULTS: dict[str, object] = {
     "OUTBOX_RETRY_MAX_SECONDS": 21600, # the longest wait between two tries (6 hours)
     "OUTBOX_LEASE_SECONDS": 120,       # a claimed delivery not finished by then is tried again
     "OUTBOX_BATCH": 100,               # deliveries claimed per sweep
+    "ENCRYPTION_KEYS": [],             # Fernet keys for fields encrypted at rest; the first encrypts
 }
 
 TYPES: dict[str, type] = {
@@ -134,6 +135,15 @@ def _rate_limit(value: str) -> None:
     parse(value)
 
 
+def _fernet_key(value: str) -> None:
+    from cryptography.fernet import Fernet
+
+    try:
+        Fernet(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("each key must be a Fernet key: run `yiti keys generate`") from exc
+
+
 def _time_zone(value: str) -> None:
     from zoneinfo import ZoneInfo
 
@@ -148,6 +158,7 @@ _FORMATS = {
     "LOGIN_LIMIT_ACCOUNT": _rate_limit,
     "LOGIN_LIMIT_IP": _rate_limit,
     "DEFAULT_TIMEZONE": _time_zone,
+    "ENCRYPTION_KEYS": lambda keys: [_fernet_key(key) for key in keys],
 }
 
 
