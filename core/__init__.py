@@ -61,8 +61,9 @@ def create_app(config: dict | None = None, *, load_plugins: bool = True) -> Flas
     from core.web.imports import bp as imports_bp
     from core.web.views import bp as web_bp
     from core.inbox.views import bp as inbox_bp
+    from core.web.search import bp as search_bp
 
-    for blueprint in (web_bp, auth_bp, admin_bp, api_bp, inbox_bp):
+    for blueprint in (web_bp, auth_bp, admin_bp, api_bp, inbox_bp, search_bp):
         app.register_blueprint(blueprint)
     for blueprint in sorted(plugins.collect("register_blueprints", app=app), key=lambda b: b.name):
         app.register_blueprint(blueprint)

@@ -8,3 +8,4 @@ from core.api import resources  # noqa: E402,F401
 from core.api import openapi  # noqa: E402,F401
 from core.api import auth_tokens  # noqa: E402,F401
 from core.api import inbox  # noqa: E402,F401
+from core.api import search  # noqa: E402,F401

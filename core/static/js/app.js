@@ -30,6 +30,38 @@
     });
   }
 
+  // The header's search box: "/" focuses it; arrow keys walk the suggestions; Escape closes them.
+  function searchHits() {
+    return Array.prototype.slice.call(document.querySelectorAll("#search-suggest [data-search-hit]"));
+  }
+  document.addEventListener("keydown", function (event) {
+    var box = document.querySelector("[data-global-search]");
+    if (!box) { return; }
+    var tag = (event.target.tagName || "").toLowerCase();
+    var typing = tag === "input" || tag === "textarea" || tag === "select" || event.target.isContentEditable;
+    if (event.key === "/" && !typing) {
+      event.preventDefault();
+      box.focus();
+      return;
+    }
+    var hits = searchHits();
+    var index = hits.indexOf(document.activeElement);
+    if (event.key === "ArrowDown" && (event.target === box || index >= 0) && hits.length) {
+      event.preventDefault();
+      hits[Math.min(index + 1, hits.length - 1)].focus();
+    } else if (event.key === "ArrowUp" && index >= 0) {
+      event.preventDefault();
+      if (index === 0) { box.focus(); } else { hits[index - 1].focus(); }
+    } else if (event.key === "Escape" && (event.target === box || index >= 0)) {
+      document.getElementById("search-suggest").innerHTML = "";
+      box.focus();
+    }
+  });
+  document.addEventListener("click", function (event) {
+    var suggest = document.getElementById("search-suggest");
+    if (suggest && !event.target.closest(".global-search")) { suggest.innerHTML = ""; }
+  });
+
   document.addEventListener("DOMContentLoaded", function () { drawCharts(document); });
   document.addEventListener("htmx:afterSwap", function (event) { drawCharts(event.target); });
 })();
