@@ -10,6 +10,7 @@ import core.inbox.models  # noqa: F401
 import core.auth.tokens  # noqa: F401
 import core.org.models  # noqa: F401
 import core.permissions.models  # noqa: F401
+import core.permissions.cache  # noqa: F401
 import core.preferences  # noqa: F401
 import core.site_settings  # noqa: F401
 from core.extensions import db

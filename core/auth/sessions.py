@@ -16,11 +16,13 @@ from datetime import timedelta
 from flask import Flask, current_app, flash, g, jsonify, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
+from sqlalchemy import select
 
 from core import clock
 from core.auth import tokens
 from core.extensions import csrf, db, login_manager
 from core.org.models import User
+from core.permissions import cache as permission_cache
 
 SEEN_RESOLUTION = 60  # seconds: refresh the idle stamp at most once a minute, not on every request
 
@@ -33,7 +35,10 @@ def _load_user(identity: str) -> User | None:
         user_id, epoch = (int(part) for part in identity.split(":"))
     except ValueError:
         return None
-    user = db.session.get(User, user_id)
+    row = db.session.execute(select(User, permission_cache.stamp_column()).where(User.id == user_id)).first()
+    user = row[0] if row else None
+    if row:
+        permission_cache.remember_stamp(row[1])  # read with the user: no extra round trip
     if user is None or not user.active or user.session_epoch != epoch:
         return None
     return user

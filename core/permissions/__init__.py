@@ -5,15 +5,16 @@ Roles grant permissions ``<plugin>.<resource>.<action>``, each with a record sco
 ``scope_filter`` turns that into one SQLAlchemy expression which every list, detail, search,
 export, count and API call adds to its query: rows outside it are never loaded, so an
 out-of-scope id is simply not found (404). System administrators (role ``admin``) may do
-everything. Grants (and the department subtree a ``department_tree`` scope covers) are read once
-per request; changes apply from the next request on.
+everything. Grants, field rules and the department subtree a ``department_tree`` scope covers are
+cached per process under a stamp every change moves (``core.permissions.cache``); changes apply
+from the next request on, on every server.
 """
 from __future__ import annotations
 
-from flask import g, has_request_context
 from sqlalchemy import false, or_, select, true
 
 from core.errors import Forbidden
+from core.permissions import cache
 from core.extensions import db
 from core.org.models import Department, user_roles
 from core.permissions.models import FIELD_RULES, SCOPES, FieldRule, RoleGrant
@@ -30,12 +31,7 @@ def widest(scopes) -> str | None:
 
 
 def _cached(key, compute):
-    if not has_request_context():
-        return compute()
-    cache = g.setdefault("_yiti_permissions", {})
-    if key not in cache:
-        cache[key] = compute()
-    return cache[key]
+    return cache.cached(key, compute)
 
 
 def grants(user) -> dict[str, str]:
