@@ -2,7 +2,9 @@
 
 The session is Flask's signed cookie, so any app server can serve any request. It carries the
 user id *and* the user's ``session_epoch``; changing the password bumps the epoch, which ends
-every other session of that user at their next request.
+every other session of that user at their next request. Each login also gets a random session id;
+logging out records it in ``core_revoked_session``, so a copy of the cookie taken before the
+logout is refused too (checked in the same query that loads the user).
 
 API requests may instead carry ``Authorization: Bearer <token>`` (``core.auth.tokens``). Such a
 request is the token's alone: a session cookie it also carries is ignored, it needs no CSRF token
@@ -11,15 +13,17 @@ Every other request that writes still needs the session's CSRF token.
 """
 from __future__ import annotations
 
-from datetime import timedelta
+import secrets
+from datetime import datetime, timedelta
 
 from flask import Flask, current_app, flash, g, jsonify, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
-from sqlalchemy import select
+from sqlalchemy import delete, exists, select
 
 from core import clock
 from core.auth import tokens
+from core.auth.revocation import RevokedSession
 from core.extensions import csrf, db, login_manager
 from core.org.models import User
 from core.permissions import cache as permission_cache
@@ -35,10 +39,13 @@ def _load_user(identity: str) -> User | None:
         user_id, epoch = (int(part) for part in identity.split(":"))
     except ValueError:
         return None
-    row = db.session.execute(select(User, permission_cache.stamp_column()).where(User.id == user_id)).first()
-    user = row[0] if row else None
-    if row:
-        permission_cache.remember_stamp(row[1])  # read with the user: no extra round trip
+    sid = session.get("sid") or ""
+    revoked = exists().where(RevokedSession.sid == sid)
+    row = db.session.execute(select(User, permission_cache.stamp_column(), revoked).where(User.id == user_id)).first()
+    if row is None or row[2]:
+        return None
+    user = row[0]
+    permission_cache.remember_stamp(row[1])  # read with the user: no extra round trip
     if user is None or not user.active or user.session_epoch != epoch:
         return None
     return user
@@ -113,7 +120,23 @@ def start_session(user: User) -> None:
     stamp = int(clock.now().timestamp())
     session["login_at"] = stamp
     session["seen_at"] = stamp
+    session["sid"] = secrets.token_hex(16)
     session.permanent = True
+
+
+def revoke_session() -> None:
+    """Refuse this session's cookie from now on, on every server (call before ``end_session``).
+
+    Also forgets revocations whose sessions would have expired by now: no job needed.
+    """
+    sid = session.get("sid")
+    if not sid:
+        return
+    now = clock.now()
+    lifetime = timedelta(hours=current_app.config["YITI"]["SESSION_ABSOLUTE_HOURS"])
+    login_at = datetime.fromtimestamp(session.get("login_at", 0), tz=now.tzinfo)
+    db.session.execute(delete(RevokedSession).where(RevokedSession.expires_at < now))
+    db.session.merge(RevokedSession(sid=sid, expires_at=max(login_at + lifetime, now)))
 
 
 def end_session() -> None:

@@ -9,7 +9,7 @@ from flask_login import current_user, login_required
 
 from core import audit
 from core.auth import throttle, tokens
-from core.auth.sessions import end_session, start_session
+from core.auth.sessions import end_session, revoke_session, start_session
 from core.errors import ValidationError
 from core.extensions import db
 from core.org import services
@@ -56,6 +56,7 @@ def login():
 def logout():
     if current_user.is_authenticated:
         audit.record("logout", resource="core.user", record_id=current_user.id, summary=current_user.username)
+        revoke_session()
         db.session.commit()
     end_session()
     flash(_("You have logged out."), "info")

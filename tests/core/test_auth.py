@@ -654,3 +654,17 @@ def test_login_throttle_is_shared_by_app_servers_through_redis(make_app, browser
     response = login(browser(second), name, PASSWORD, address=address)
 
     assert response.status_code == 429
+
+
+def test_a_cookie_copied_before_logout_is_refused_after_it(app, as_user):
+    client = as_user("sales1")
+    stolen = client.http.get_cookie("yiti_session").value
+    assert client.get("/").status_code == 200
+    other_device = as_user("sales1")  # logging out here must not end that session
+    assert client.post("/logout").status_code == 302
+    replay = app.test_client()
+    replay.set_cookie("yiti_session", stolen)
+    response = replay.get("/")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    assert replay.get("/api/v1/inbox").status_code == 401
+    assert other_device.get("/").status_code == 200
