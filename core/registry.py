@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Flask, current_app
 
 import core.audit.models  # noqa: F401  (the core's tables must be known before they are listed)
+import core.auth.revocation  # noqa: F401
 import core.events  # noqa: F401
 import core.imports.models  # noqa: F401
 import core.inbox.models  # noqa: F401
