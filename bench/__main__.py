@@ -3,6 +3,8 @@
     python -m bench                                    every benchmark with its defaults (``make bench``)
     python -m bench users_api --rows 20000
     python -m bench scoped_list --rows 1000000 --database postgresql://postgres@127.0.0.1:5432/yiti_bench
+    python -m bench backup --rows 1000000
+    python -m bench crm --customers 1000000 --database postgresql://postgres@127.0.0.1:5432/yiti_bench
 
 Options after no name go to every benchmark (e.g. ``python -m bench --database URL``);
 ``python -m bench NAME --help`` lists a benchmark's options.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("users_api", "scoped_list")
+BENCHMARKS = ("users_api", "scoped_list", "crm", "import_export", "api_rps", "backup")
 
 
 def main(argv=None) -> None:

@@ -59,16 +59,23 @@ def create_app(config: dict | None = None, *, load_plugins: bool = True) -> Flas
     from core.auth.views import bp as auth_bp
     from core.web.records import bp as records_bp
     from core.web.imports import bp as imports_bp
+    from core.web.discussion import bp as discussion_bp
     from core.web.views import bp as web_bp
     from core.inbox.views import bp as inbox_bp
     from core.web.search import bp as search_bp
+    from core.webhooks.views import bp as webhooks_bp
 
     for blueprint in (web_bp, auth_bp, admin_bp, api_bp, inbox_bp, search_bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(webhooks_bp)
     for blueprint in sorted(plugins.collect("register_blueprints", app=app), key=lambda b: b.name):
         app.register_blueprint(blueprint)
     app.register_blueprint(records_bp)  # /<plugin>/<plural>: Werkzeug matches fixed paths first
     app.register_blueprint(imports_bp)  # /<plugin>/<plural>/import and /imports/<id>
+    app.register_blueprint(discussion_bp)  # /<plugin>/<plural>/<id>/attachments and /comments
+    from core.notify.views import bp as notify_bp
+
+    app.register_blueprint(notify_bp)  # /notifications, /account/notifications, /admin/notifications, its API
 
     plugins.hook.register_cli(cli=app.cli)
     return app
@@ -102,11 +109,14 @@ def _configure(app: Flask, settings: dict) -> None:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=https,
+        # Send the cookie only when the session changes (``seen_at`` moves at most once a minute),
+        # not re-signed on every request; the time-outs are checked on the server from its stamps.
+        SESSION_REFRESH_EACH_REQUEST=False,
         PREFERRED_URL_SCHEME="https" if https else "http",
         RATELIMIT_STORAGE_URI=settings["REDIS_URL"] or "memory://",
         RATELIMIT_HEADERS_ENABLED=False,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session, which has its own time-outs
-        MAX_CONTENT_LENGTH=50 * 1024 * 1024,
+        MAX_CONTENT_LENGTH=max(50, settings["ATTACHMENTS_MAX_MB"] + 1) * 1024 * 1024,
     )
     for key, value in settings.items():
         if key.isupper() and key not in app.config and key not in {"SOURCES"}:

@@ -27,14 +27,14 @@ import sqlite3
 import tempfile
 import warnings
 import zipfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import Boolean, Date, DateTime, LargeBinary, MetaData, Numeric, Time, bindparam, create_engine, \
-    inspect, select, text, update
+from sqlalchemy import Boolean, Date, DateTime, Enum, Integer, LargeBinary, MetaData, Numeric, String, Time, bindparam, \
+    create_engine, inspect, select, text, update
 from sqlalchemy.types import JSON
 
 from core import clock
@@ -102,9 +102,27 @@ def _restored(value, column_type):
     return value
 
 
+# Keys sorted at every level: PostgreSQL (JSONB) and SQLite keep JSON keys in different orders.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def _line(row: dict) -> bytes:
-    # Keys sorted at every level: PostgreSQL (JSONB) and SQLite keep JSON keys in different orders.
-    return (json.dumps(row, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str) + "\n").encode()
+    return (_ENCODER.encode(row) + "\n").encode()
+
+
+def _dump_converter(column_type):
+    """``_canonical`` for one column, or ``None`` when its values are written as they come (text, integers):
+    chosen once per table, not once per value, because a dump converts millions of values."""
+    if isinstance(column_type, (String, Integer)) and not isinstance(column_type, (Numeric, Enum)):
+        return None
+    return lambda value: _canonical(value, column_type)
+
+
+def _load_converter(column_type):
+    """``_restored`` for one column, or ``None`` when archive values go in as they are."""
+    if isinstance(column_type, (String, Integer, Boolean)) and not isinstance(column_type, (Numeric, LargeBinary)):
+        return None
+    return lambda value: _restored(value, column_type)
 
 
 # Dump ---------------------------------------------------------------------------------------------
@@ -152,9 +170,18 @@ def _dump_table(conn, table, write) -> tuple[int, str]:
     count = 0
     order = list(table.primary_key.columns) or list(table.columns)
     result = conn.execution_options(yield_per=BATCH).execute(select(table).order_by(*order))
+    names = list(result.keys())
     types = {c.name: c.type for c in table.columns}
+    converters = [(name, convert) for name in names if (convert := _dump_converter(types[name])) is not None]
     for rows in result.partitions():
-        chunk = b"".join(_line({k: _canonical(v, types[k]) for k, v in row._mapping.items()}) for row in rows)
+        lines = []
+        for row in rows:
+            values = dict(zip(names, row))
+            for name, convert in converters:
+                if values[name] is not None:
+                    values[name] = convert(values[name])
+            lines.append(_line(values))
+        chunk = b"".join(lines)
         digest.update(chunk)
         write(chunk)
         count += len(rows)
@@ -281,8 +308,13 @@ def restore_backup(path: Path) -> dict:
     if not _is_empty(engine):
         raise BackupError("the target database is not empty: restore only into a new, empty database")
     config = migrate.alembic_config()
-    for head in manifest.get("migration_heads", []):
+    heads = manifest.get("migration_heads", [])
+    for head in heads:
         command.upgrade(config, head)
+    if not heads:
+        from core import registry
+
+        registry.create_schema()  # the archive of a schema built from the models (tests, benchmarks)
     with zipfile.ZipFile(path) as archive, engine.begin() as conn:
         tables = {t.name: t for t in _tables(conn)}
         missing = sorted(set(manifest["tables"]) - set(tables))
@@ -297,7 +329,8 @@ def restore_backup(path: Path) -> dict:
             _reset_sequences(conn, tables.values())
     _restore_files(path, manifest)
     report = verify_against(manifest)
-    migrate.upgrade()
+    if heads:
+        migrate.upgrade()
     return report
 
 
@@ -319,6 +352,7 @@ def _load_order(tables: dict, manifest: dict) -> list[str]:
 def _load_table(conn, table, archive, file) -> list:
     """Insert the rows of one table; nullable foreign keys are set afterwards (cycles, self-references)."""
     types = {c.name: c.type for c in table.columns}
+    converters = {name: _load_converter(kind) for name, kind in types.items()}
     pk = list(table.primary_key.columns)
     late = [c.name for c in table.columns if c.nullable and c.foreign_keys] if len(pk) == 1 else []
     pk_name = pk[0].name if len(pk) == 1 else None
@@ -327,7 +361,11 @@ def _load_table(conn, table, archive, file) -> list:
     with archive.open(file) as handle:
         for raw in handle:
             record = json.loads(raw)
-            row = {k: _restored(v, types[k]) for k, v in record.items() if k in types}
+            row = {}
+            for name, value in record.items():
+                if name in types:
+                    convert = converters[name]
+                    row[name] = _restored(value, types[name]) if convert is not None or isinstance(value, dict) else value
             for column in late:
                 if row.get(column) is not None:
                     updates[column].append({"_pk": row[pk_name], "_v": row[column]})
@@ -366,17 +404,12 @@ def _restore_files(path: Path, manifest: dict) -> None:
 def table_checksums(bind) -> dict[str, tuple[int, str]]:
     """``{table: (rows, sha256)}`` of the database as it is now, in the archive's canonical form."""
     sums = {}
-    with (bind.connect() if hasattr(bind, "connect") else _nullcontext(bind)) as conn:
+    with (bind.connect() if hasattr(bind, "connect") else nullcontext(bind)) as conn:
         for table in _tables(conn):
             digest = hashlib.sha256()
             count, _ = _dump_table(conn, table, digest.update)
             sums[table.name] = (count, digest.hexdigest())
     return sums
-
-
-@contextmanager
-def _nullcontext(value):
-    yield value
 
 
 def verify_against(manifest: dict) -> dict:

@@ -275,8 +275,9 @@ def check_instance_folder(ctx: Context) -> list[Finding]:
 def check_data_folders(ctx: Context) -> list[Finding]:
     findings = []
     instance = Path(ctx.app.instance_path)
-    for name in ("attachments", "backups"):
-        folder = instance / name
+    from core.backup_runs import backup_dir
+
+    for name, folder in (("attachments", instance / "attachments"), ("backups", backup_dir(ctx.app))):
         if not folder.is_dir():
             findings.append(Finding(f"{name}_folder", WARNING,
                                     _("The folder %(path)s does not exist yet.", path=str(folder)),
@@ -291,10 +292,48 @@ def check_data_folders(ctx: Context) -> list[Finding]:
     return findings
 
 
+def check_encryption_keys(ctx: Context) -> list[Finding]:
+    from core.crypto import keys_configured
+
+    if keys_configured(ctx.app):
+        return [Finding("encryption_keys", OK, _("ENCRYPTION_KEYS is set: encrypted fields use their own keys."))]
+    if ctx.production:
+        return [Finding("encryption_keys", WARNING,
+                        _("ENCRYPTION_KEYS is not set: encrypted fields use a key derived from the secret key, "
+                          "so changing the secret key makes them unreadable."),
+                        _("Run `yiti keys generate`, set YITI_ENCRYPTION_KEYS to its output on every server, "
+                          "restart, then run `yiti keys rotate`. Keep the key safe, apart from the backups."))]
+    return []
+
+
+def check_backups(ctx: Context) -> list[Finding]:
+    """Is there a recent backup that was proven to restore?"""
+    from datetime import timedelta
+
+    from sqlalchemy import inspect
+
+    from core import backup_runs
+
+    schedule = backup_runs.schedule_cron(ctx.settings["BACKUP_SCHEDULE"])
+    if not inspect(ctx.engine).has_table(backup_runs.BackupRun.__tablename__):
+        return []  # the schema is behind: check_migrations says so
+    latest = backup_runs.latest_verified()
+    if latest is None or latest.finished_at < clock.now() - timedelta(days=2):
+        if not ctx.production:
+            return []
+        return [Finding("backups", WARNING,
+                        _("There is no verified backup from the last two days."),
+                        _("Run `yiti worker` (it backs up on BACKUP_SCHEDULE and verifies each backup), or "
+                          "press “Back up now” on the Backups page.") if schedule else
+                        _("Scheduled backups are off: set YITI_BACKUP_SCHEDULE (e.g. 3 for 03:00 daily)."))]
+    return [Finding("backups", OK, _("The last verified backup is from %(when)s.", when=latest.finished_at.isoformat()))]
+
+
 #: In report order. Checks that need the database run only when it answers.
-CHECKS = (check_debug, check_env, check_secret_key, check_secret_key_file, check_https, check_proxy_fix,
+CHECKS = (check_debug, check_env, check_secret_key, check_secret_key_file, check_encryption_keys, check_https,
+          check_proxy_fix,
           check_database_engine, check_redis, check_instance_folder, check_data_folders)
-DATABASE_CHECKS = (check_migrations, check_clock)
+DATABASE_CHECKS = (check_migrations, check_clock, check_backups)
 
 
 def run_checks(app: Flask, *, workers: int | None = None, servers: int = 1, behind_proxy: bool | None = None,

@@ -272,7 +272,7 @@ def create_admin(username, display_name, password):
 
 @cli.command("backup")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-              help="Archive to write (default: instance/backups/yiti-<time>.zip).")
+              help="Archive to write (default: BACKUP_DIR/yiti-<time>.zip, BACKUP_DIR being instance/backups unless set).")
 @click.option("--verify", "verify_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Instead of backing up, restore FILE into a throw-away database and report.")
 @with_appcontext
@@ -288,15 +288,31 @@ def backup_command(output, verify_file):
         click.echo(f"Verified {verify_file}: {report['tables']} tables, {report['rows']} rows, "
                    f"{report['files']} files restored and matched their checksums.")
         return
+    from core import clock
+
     if output is None:
-        from core import clock
+        from core.backup_runs import backup_dir
 
         stamp = clock.now().strftime("%Y%m%d-%H%M%S")
-        output = Path(current_app.instance_path) / "backups" / f"yiti-{stamp}.zip"
+        output = backup_dir() / f"yiti-{stamp}.zip"
+    started = clock.now()
     manifest = backup.create_backup(Path(output))
     rows = sum(t["rows"] for t in manifest["tables"].values())
     click.echo(f"Backup written to {output}: {len(manifest['tables'])} tables, {rows} rows, "
                f"{len(manifest['files'])} files.")
+    _record_backup(Path(output), manifest, "manual", started)
+
+
+def _record_backup(path: Path, manifest: dict, trigger: str, started) -> None:
+    """List a backup written from the command line on the admin page (when the schema has the table)."""
+    from sqlalchemy import inspect
+
+    from core import backup_runs
+
+    if not inspect(db.engine).has_table(backup_runs.BackupRun.__tablename__):
+        return  # a schema from before backups were recorded: `yiti upgrade` creates the table
+    backup_runs.record_backup(path, manifest, trigger, started)
+    db.session.commit()
 
 
 @cli.command("restore")
@@ -319,7 +335,7 @@ def restore_command(archive):
 
 @cli.command("upgrade")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the backup taken first (default: instance/backups/yiti-pre-upgrade-<time>.zip).")
+              help="Where to write the backup taken first (default: BACKUP_DIR/yiti-pre-upgrade-<time>.zip).")
 @with_appcontext
 def upgrade_command(output):
     """Back up the database, then migrate it to this version; nothing is migrated if the backup fails."""
@@ -327,8 +343,11 @@ def upgrade_command(output):
 
     if output is None:
         stamp = clock.now().strftime("%Y%m%d-%H%M%S")
-        output = Path(current_app.instance_path) / "backups" / f"yiti-pre-upgrade-{stamp}.zip"
+        from core.backup_runs import backup_dir
+
+        output = backup_dir() / f"yiti-pre-upgrade-{stamp}.zip"
     behind = migrate.pending()
+    started = clock.now()
     try:
         manifest = backup.create_backup(Path(output))
     except Exception as exc:  # whatever stopped the backup, the database must stay untouched
@@ -338,8 +357,10 @@ def upgrade_command(output):
     click.echo(f"Backup written to {output}: {len(manifest['tables'])} tables, {rows} rows.")
     if not behind:
         click.echo("The database was already up to date; no migration was needed.")
+        _record_backup(Path(output), manifest, "upgrade", started)
         return
     migrate.upgrade()
+    _record_backup(Path(output), manifest, "upgrade", started)
     click.echo("Migrated: " + ", ".join(behind) + ". To go back, restore the backup above into an empty database.")
 
 
@@ -383,3 +404,11 @@ def check_command(info: ScriptInfo, workers, servers, behind_proxy, as_json):
         click.echo(f"\n{errors} error(s), {warnings} warning(s): {verdict}")
     if errors:
         sys.exit(1)
+
+
+# keys / export ------------------------------------------------------------------------------------
+
+from core.ops_cli import export_command, keys_group  # noqa: E402
+
+cli.add_command(keys_group)
+cli.add_command(export_command)

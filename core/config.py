@@ -43,7 +43,28 @@ DEFAULTS: dict[str, object] = {
     "OUTBOX_RETRY_MAX_SECONDS": 21600, # the longest wait between two tries (6 hours)
     "OUTBOX_LEASE_SECONDS": 120,       # a claimed delivery not finished by then is tried again
     "OUTBOX_BATCH": 100,               # deliveries claimed per sweep
+    "IMPORT_BACKGROUND_ROWS": 2000,    # imports of more rows are checked and applied by the worker
+    "IMPORT_BATCH_ROWS": 500,          # a background import commits its progress every this many rows
+    "WEBHOOK_TIMEOUT_SECONDS": 10,     # connect + answer time-out of one outbound webhook call
+    "WEBHOOK_CONCURRENCY": 4,          # subscriptions a webhook sweep serves at once (one thread each)
     "ENCRYPTION_KEYS": [],             # Fernet keys for fields encrypted at rest; the first encrypts
+    "BASE_URL": None,                  # the portal's address for links in e-mails and robot posts (admin page may override)
+    "ROBOT_HOSTS": ["oapi.dingtalk.com", "qyapi.weixin.qq.com", "open.feishu.cn", "open.larksuite.com"],  # robot webhook hosts allowed
+    "ROBOT_RATE_PER_MINUTE": 20,       # messages one group robot may post in any 60 seconds (DingTalk, WeCom: 20)
+    "NOTIFY_TIMEOUT_SECONDS": 10,      # connect + answer time-out of one SMTP or robot call
+    "BACKUP_SCHEDULE": "0 3 * * *",    # when the worker backs up: cron (DEFAULT_TIMEZONE), an hour ("3"), or "off"
+    "BACKUP_DIR": None,                # where backups are written; default instance/backups
+    "BACKUP_KEEP_COUNT": 14,           # keep at most this many backups (0: no limit)
+    "BACKUP_KEEP_DAYS": 30,            # delete backups older than this (0: no limit); the newest verified always stays
+    "ATTACHMENTS_STORAGE": "local",    # local (instance/attachments) | s3 (shared by several app servers)
+    "ATTACHMENTS_MAX_MB": 20,          # the largest file a user may attach
+    "ATTACHMENTS_TYPES": ["pdf", "png", "jpg", "gif", "webp", "docx", "xlsx", "pptx", "doc", "xls", "ppt",
+                          "txt", "csv"],  # kinds accepted, checked by content (core/attachments/sniff.py)
+    "S3_ENDPOINT_URL": None,           # e.g. https://minio.example.com; empty for AWS itself
+    "S3_BUCKET": None,
+    "S3_ACCESS_KEY": None,
+    "S3_SECRET_KEY": None,
+    "S3_REGION": None,
 }
 
 TYPES: dict[str, type] = {
@@ -52,9 +73,16 @@ TYPES: dict[str, type] = {
     "DATABASE_URL": str,
     "REDIS_URL": str,
     "JOBS_PATH": str,
+    "BASE_URL": str,
+    "BACKUP_DIR": str,
+    "S3_ENDPOINT_URL": str,
+    "S3_BUCKET": str,
+    "S3_ACCESS_KEY": str,
+    "S3_SECRET_KEY": str,
+    "S3_REGION": str,
 }
 
-CHOICES: dict[str, tuple[str, ...]] = {"ENV": ("development", "production")}
+CHOICES: dict[str, tuple[str, ...]] = {"ENV": ("development", "production"), "ATTACHMENTS_STORAGE": ("local", "s3")}
 
 #: The smallest value each integer setting accepts: a page size or time-out of 0 breaks every
 #: request, and a negative PROXY_FIX would trust a client-supplied X-Forwarded-For entry.
@@ -71,6 +99,13 @@ MINIMUMS: dict[str, int] = {
     "OUTBOX_RETRY_MAX_SECONDS": 1,
     "OUTBOX_LEASE_SECONDS": 1,
     "OUTBOX_BATCH": 1,
+    "ROBOT_RATE_PER_MINUTE": 1,
+    "NOTIFY_TIMEOUT_SECONDS": 1,
+    "WEBHOOK_TIMEOUT_SECONDS": 1,
+    "WEBHOOK_CONCURRENCY": 1,
+    "BACKUP_KEEP_COUNT": 0,
+    "BACKUP_KEEP_DAYS": 0,
+    "ATTACHMENTS_MAX_MB": 1,
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -153,12 +188,19 @@ def _time_zone(value: str) -> None:
         raise ValueError("unknown time zone") from exc
 
 
+def _backup_schedule(value: str) -> None:
+    from core.backup_runs import schedule_cron
+
+    schedule_cron(value)
+
+
 #: Settings whose text must parse: checked at start-up rather than at the first login or page.
 _FORMATS = {
     "LOGIN_LIMIT_ACCOUNT": _rate_limit,
     "LOGIN_LIMIT_IP": _rate_limit,
     "DEFAULT_TIMEZONE": _time_zone,
     "ENCRYPTION_KEYS": lambda keys: [_fernet_key(key) for key in keys],
+    "BACKUP_SCHEDULE": lambda value: _backup_schedule(value),
 }
 
 

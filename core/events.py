@@ -111,7 +111,8 @@ def event_types() -> dict:
 def deliveries_for(name: str, app: Flask | None = None) -> list:
     """The deliveries that want event ``name``, in name order."""
     app = app or current_app
-    return [d for d in app.extensions["yiti.deliveries"].values() if d.events is None or name in d.events]
+    return [d for d in app.extensions["yiti.deliveries"].values()
+            if (d.events is None or name in d.events) and (d.wants is None or d.wants(name))]
 
 
 def emit(name: str, **payload) -> OutboxMessage:

@@ -40,7 +40,10 @@ def register_menu(user):
             MenuItem("admin.departments", _l("Organisation"), "admin.departments", order=20, section="admin"),
             MenuItem("admin.roles", _l("Roles"), "admin.roles", order=30, section="admin"),
             MenuItem("admin.audit", _l("Audit log"), "admin.audit_log", order=80, section="admin"),
+            MenuItem("admin.notifications", _l("Notifications"), "notify.admin_index", order=84, section="admin"),
             MenuItem("admin.outbox", _l("Outbox"), "admin.outbox", order=85, section="admin"),
+            MenuItem("admin.webhooks", _l("Webhooks"), "webhooks.index", order=86, section="admin"),
+            MenuItem("admin.backups", _l("Backups"), "admin.backups", order=87, section="admin"),
             MenuItem("admin.plugins", _l("Plugins"), "admin.plugins", order=90, section="admin"),
         ]
     return items
@@ -59,8 +62,28 @@ def register_jobs():
 
     from core import jobs
 
+    from core import backup_runs
+
     every = timedelta(seconds=current_app.config["YITI"]["OUTBOX_SWEEP_SECONDS"])
-    return [PeriodicJob("core.sweep_outbox", jobs.sweep_outbox, every=every)]
+    from core import webhooks
+
+    found = [PeriodicJob("core.sweep_outbox", jobs.sweep_outbox, every=every),
+             PeriodicJob("core.sweep_webhooks", webhooks.sweep, every=every),
+             PeriodicJob("core.backup_queue", backup_runs.process_queue, every=timedelta(minutes=1))]
+    from core.notify import sweep as notify_sweep
+
+    found.append(PeriodicJob("core.sweep_notifications", notify_sweep.sweep, every=every))
+    schedule = backup_runs.schedule_cron(current_app.config["YITI"]["BACKUP_SCHEDULE"])
+    if schedule:
+        found.append(PeriodicJob("core.backup", backup_runs.scheduled_backup, every=schedule))
+    return found
+
+
+@hookimpl
+def register_deliveries():
+    from core import webhooks
+
+    return [webhooks.delivery()]
 
 
 @hookimpl

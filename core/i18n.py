@@ -1,6 +1,9 @@
 """Languages and time zones: zh_CN first, English second; every user picks their own."""
 from __future__ import annotations
 
+from functools import lru_cache
+
+from babel import Locale
 from flask import Flask, current_app, has_request_context, request, session
 from flask_login import current_user
 
@@ -25,6 +28,17 @@ def select_locale() -> str:
     return best or current_app.config["YITI"]["DEFAULT_LANGUAGE"]
 
 
+@lru_cache(maxsize=32)
+def _parsed(code: str) -> Locale:
+    """``Locale.parse`` once per language: parsing looks the locale data up, a cost on every request."""
+    return Locale.parse(code)
+
+
+def _babel_locale() -> Locale:
+    """Flask-Babel's locale selector: ``select_locale()`` as a ``Locale`` it uses as it is."""
+    return _parsed(select_locale())
+
+
 def select_timezone() -> str:
     if has_request_context() and current_user and current_user.is_authenticated and current_user.timezone:
         return current_user.timezone
@@ -45,7 +59,7 @@ def init_app(app: Flask, plugins) -> None:
     app.config["BABEL_DEFAULT_TIMEZONE"] = "UTC"
     # One Babel per app, not a shared extension object: Flask-Babel caches loaded catalogues on
     # it, and apps with different plugins need different catalogues.
-    Babel(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    Babel(app, locale_selector=_babel_locale, timezone_selector=select_timezone)
 
     @app.context_processor
     def _languages():

@@ -103,7 +103,7 @@ def run_job(app: Flask, job: PeriodicJob) -> None:
 def huey_for(app: Flask):
     """This app's huey instance with every periodic job registered, built on first use.
 
-    The web process never needs it; ``yiti worker`` and tests do.
+    ``yiti worker`` runs it; the web process uses it only to enqueue one-off tasks (large imports).
     """
     huey = app.extensions.get("yiti.huey")
     if huey is not None:
@@ -120,6 +120,9 @@ def huey_for(app: Flask):
     for job in periodic_jobs(app).values():
         validate, repeat = _schedule(job, settings["DEFAULT_TIMEZONE"])
         huey.periodic_task(validate, name=job.name)(_task(app, job, repeat))
+    from core.imports import jobs as import_jobs
+
+    import_jobs.register(huey, app)  # one-off tasks the web enqueues and the worker runs
     app.extensions["yiti.huey"] = huey
     return huey
 
@@ -152,7 +155,11 @@ def _task(app: Flask, job: PeriodicJob, repeat: float | None):
 def run_worker(app: Flask, workers: int | None = None) -> None:
     """Run huey's consumer (periodic jobs included) until it is stopped (SIGINT / SIGTERM)."""
     huey = huey_for(app)
-    consumer = huey.create_consumer(workers=workers or app.config["YITI"]["JOBS_WORKERS"],
+    # A sub-minute job repeats itself across each minute and so holds a thread almost all the time
+    # (the outbox, webhook and notification sweepers): each gets a thread of its own on top of
+    # JOBS_WORKERS, so none of them waits a minute behind another, nor starves the other jobs.
+    repeating = sum(1 for job in periodic_jobs(app).values() if _schedule(job, "UTC")[1] is not None)
+    consumer = huey.create_consumer(workers=(workers or app.config["YITI"]["JOBS_WORKERS"]) + repeating,
                                     worker_type="thread", periodic=True, scheduler_interval=1)
     app.extensions["yiti.jobs.stop"] = consumer.stop_flag  # lets a repeating job end at shutdown
     consumer.run()

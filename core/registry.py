@@ -3,17 +3,22 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
-import core.audit.models  # noqa: F401  (the core's tables must be known before they are listed)
-import core.auth.revocation  # noqa: F401
+import core.audit.models  # noqa: F401
+import core.auth.revocation  # noqa: F401  (the core's tables must be known before they are listed)
+import core.attachments.models  # noqa: F401
+import core.comments.models  # noqa: F401
+import core.backup_runs  # noqa: F401
 import core.events  # noqa: F401
 import core.imports.models  # noqa: F401
 import core.inbox.models  # noqa: F401
+import core.notify.models  # noqa: F401
 import core.auth.tokens  # noqa: F401
 import core.org.models  # noqa: F401
 import core.permissions.models  # noqa: F401
 import core.permissions.cache  # noqa: F401
 import core.preferences  # noqa: F401
 import core.site_settings  # noqa: F401
+import core.webhooks.models  # noqa: F401
 from core.extensions import db
 from core.plugins.manager import PluginError, Plugins
 

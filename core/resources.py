@@ -65,6 +65,17 @@ class Resource:
     #: where the schema wants the id of a related record (``owner_id`` takes a username or display
     #: name without being listed here). ``None`` means "no such record": a field error for that row.
     import_lookups: dict = field(default_factory=dict, hash=False, compare=False)
+    #: ``before_write(user, obj, before)``: the plugin's rules for a record about to be saved, called by
+    #: ``create`` (``before`` is ``None``) and ``update`` (``before`` is the snapshot read) after the
+    #: values are set and before the flush; it may change ``obj`` (computed fields) or raise a domain
+    #: error to refuse the write. Every write path (API, pages, import, services) goes through it.
+    before_write: object = field(default=None, hash=False, compare=False)
+    #: Extra buttons on the record's detail page, from the plugin's own pages (e.g. a customer's
+    #: 360° view): ``DetailLink``s, each shown when the reader holds its permission.
+    detail_links: tuple = field(default=(), hash=False, compare=False)
+    #: ``before_delete(user, obj)``: called by ``delete`` once the record is read (in scope, locked,
+    #: at the client's version) and before it goes; raise a domain error to refuse the delete.
+    before_delete: object = field(default=None, hash=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -90,6 +101,19 @@ class Resource:
     def title_of(self, row: dict) -> str:
         """The record's name from a dumped row, so a masked title stays masked on pages."""
         return str(row.get(self.title_field) or f"#{row.get('id', '')}")
+
+
+@dataclass(frozen=True)
+class DetailLink:
+    """A button on a record's detail page: ``url_for(endpoint, record_id=<the record's id>)``.
+
+    Shown to readers holding ``permission`` (``None``: everyone who sees the record); the page it
+    opens checks access again, so the button is a convenience, never the control.
+    """
+
+    label: object
+    endpoint: str
+    permission: str | None = None
 
 
 def get_resource(key: str) -> Resource:
@@ -281,7 +305,7 @@ def _sort(resource: Resource, raw: str | None, rules: dict) -> list:
 # Writing -----------------------------------------------------------------------------------------
 
 
-def _load(resource: Resource, user, data: dict, partial: bool) -> tuple[dict, int | None]:
+def _load(resource: Resource, user, data: dict, partial: bool, schema=None) -> tuple[dict, int | None]:
     if not isinstance(data, dict):
         raise ValidationError(_("Please correct the highlighted fields."), fields={"_schema": [_("Invalid input type.")]})
     data = dict(data)
@@ -292,7 +316,7 @@ def _load(resource: Resource, user, data: dict, partial: bool) -> tuple[dict, in
             errors.setdefault(name, [_("This field is read-only.")])
     if errors:
         raise ValidationError(_("Please correct the highlighted fields."), fields=errors)
-    clean = load(resource.schema(), data, partial=partial)
+    clean = load(schema if schema is not None else resource.schema(), data, partial=partial)
     _check_columns(resource, user, clean)
     return clean, version
 
@@ -357,6 +381,12 @@ def snapshot(resource: Resource, obj) -> dict:
     return audit.jsonable({k: v for k, v in dumped.items() if k not in SYSTEM_FIELDS})
 
 
+def snapshots(resource: Resource, objs) -> list[dict]:
+    """``snapshot`` of each of ``objs``, dumped with one schema instance."""
+    return [audit.jsonable({k: v for k, v in dumped.items() if k not in SYSTEM_FIELDS})
+            for dumped in resource.schema().dump(list(objs), many=True)]
+
+
 def _must_stay_in_scope(resource: Resource, user, obj, action: str) -> None:
     try:
         db.session.flush()
@@ -373,8 +403,32 @@ def _must_stay_in_scope(resource: Resource, user, obj, action: str) -> None:
 
 def create(resource: Resource, user, data: dict):
     """Validate ``data``, create the record owned by ``user`` (unless it says otherwise), audit it."""
+    obj = new_record(resource, user, load_new(resource, user, data))
+    db.session.add(obj)
+    if resource.before_write is not None:
+        resource.before_write(user, obj, None)
+    _must_stay_in_scope(resource, user, obj, "create")
+    audit.record("create", resource=resource.key, record_id=obj.id, summary=resource.title(obj),
+                 changes=audit.diff({}, snapshot(resource, obj)), actor=user)
+    return obj
+
+
+def load_new(resource: Resource, user, data: dict, schema=None) -> dict:
+    """``data`` validated for ``create`` (permission, writable fields, schema, columns): the clean values.
+
+    ``schema``: an instance of ``resource.schema`` to reuse (a bulk import loads many rows with one).
+    """
     require(user, resource.permission("create"))
-    clean, _version = _load(resource, user, data, partial=False)
+    clean, _version = _load(resource, user, data, partial=False, schema=schema)
+    return clean
+
+
+def new_record(resource: Resource, user, clean: dict):
+    """The unsaved record ``create`` makes of ``clean`` values: owner, department and creator filled in.
+
+    ``create`` adds it, runs ``before_write``, checks the create scope and audits; a bulk import
+    (``core.imports``) does the same for a batch of them at once.
+    """
     obj = resource.model(**clean)
     if hasattr(obj, "owner_id") and obj.owner_id is None:
         obj.owner_id = user.id
@@ -382,10 +436,6 @@ def create(resource: Resource, user, data: dict):
         obj.department_id = _department_of(obj.owner_id, user)
     if hasattr(obj, "created_by_id"):
         obj.created_by_id = user.id
-    db.session.add(obj)
-    _must_stay_in_scope(resource, user, obj, "create")
-    audit.record("create", resource=resource.key, record_id=obj.id, summary=resource.title(obj),
-                 changes=audit.diff({}, snapshot(resource, obj)), actor=user)
     return obj
 
 
@@ -412,6 +462,8 @@ def update(resource: Resource, user, record_id, data: dict, version: int | None 
         setattr(obj, key, value)
     if "owner_id" in clean and "department_id" not in clean and hasattr(obj, "department_id"):
         obj.department_id = _department_of(obj.owner_id, user)
+    if resource.before_write is not None:
+        resource.before_write(user, obj, before)
     try:
         _must_stay_in_scope(resource, user, obj, "update")
     except StaleDataError:
@@ -428,6 +480,8 @@ def delete(resource: Resource, user, record_id, version: int | None = None) -> N
     """Delete a record ``user`` may delete; the audit entry keeps its last values."""
     obj = get(resource, user, record_id, action="delete", lock=True)
     check_version(resource, obj, version)
+    if resource.before_delete is not None:
+        resource.before_delete(user, obj)
     audit.record("delete", resource=resource.key, record_id=obj.id, summary=resource.title(obj),
                  changes=audit.diff(snapshot(resource, obj), {}), actor=user)
     db.session.delete(obj)

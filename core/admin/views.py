@@ -203,3 +203,4 @@ def plugin_toggle(name: str):
     return redirect(url_for("admin.plugins"))
 from core.admin import access  # noqa: E402,F401  (its routes join this blueprint)
 from core.admin import outbox  # noqa: E402,F401  (its routes join this blueprint)
+from core.admin import backups  # noqa: E402,F401  (its routes join this blueprint)

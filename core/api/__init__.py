@@ -9,3 +9,5 @@ from core.api import openapi  # noqa: E402,F401
 from core.api import auth_tokens  # noqa: E402,F401
 from core.api import inbox  # noqa: E402,F401
 from core.api import search  # noqa: E402,F401
+from core.api import imports  # noqa: E402,F401
+from core.api import discussion  # noqa: E402,F401

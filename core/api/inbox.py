@@ -18,11 +18,14 @@ def _iso(value):
 
 
 def dump(todo, now) -> dict:
+    """An item as the API shows it. ``task_id`` is the owning plugin's own task behind the item
+    (``extra["task_id"]``, e.g. an approval task to approve or reject), ``None`` for other items."""
+    extra = todo.extra or {}
     return {
         "id": todo.id, "kind": todo.kind, "plugin": todo.plugin, "title": todo.title, "url": todo.url,
         "subject_type": todo.subject_type, "subject_id": todo.subject_id, "due_at": _iso(todo.due_at),
         "status": todo.status, "overdue": todo.is_overdue(now), "created_at": _iso(todo.created_at),
-        "done_at": _iso(todo.done_at),
+        "done_at": _iso(todo.done_at), "task_id": extra.get("task_id"), "extra": extra,
     }
 
 

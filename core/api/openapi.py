@@ -321,6 +321,45 @@ class _Builder:
         })
         self.spec.tag({"name": "auth", "description": _("Personal API tokens.")})
 
+    def search_paths(self) -> None:
+        """``/search``: the header's global search over every resource the caller may read."""
+        text = {"type": "string"}
+        hit = {"type": "object", "required": ["resource", "label", "id", "title", "url"], "properties": {
+            "resource": text, "label": text, "id": {"type": "integer"}, "title": text, "url": text}}
+        group = {"type": "object", "required": ["plugin", "label", "items", "more"], "properties": {
+            "plugin": text, "label": text, "items": {"type": "array", "items": hit},
+            "more": {"type": "object", "description": _("Resources with more hits: their filtered list."),
+                     "additionalProperties": {"type": "object", "properties": {"label": text, "url": text}}}}}
+        answer = {"type": "object", "required": ["q", "groups"], "properties": {
+            "q": text, "groups": {"type": "array", "items": group}}}
+        self.spec.path("/search", operations={
+            "get": {"tags": ["core"], "operationId": "core_search",
+                    "summary": _("Search every record you may read, grouped by module"),
+                    "parameters": [
+                        {**_query("q", {"type": "string", "minLength": 1, "maxLength": 100},
+                                  _("Words to find; masked and hidden fields are never searched.")), "required": True},
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 20, "default": 5},
+                               _("Hits per resource."))],
+                    "responses": self.responses("200", answer, "422")},
+        })
+
+    def import_paths(self) -> None:
+        """``/imports/{import_id}``: how far an import is (large files are checked and applied by the worker)."""
+        count = {"type": "integer"}
+        when = {"type": "string", "format": "date-time", "nullable": True}
+        status = {"type": "object", "properties": {
+            "id": count, "resource": {"type": "string"}, "filename": {"type": "string"},
+            "status": {"type": "string", "enum": ["checking", "previewed", "applying", "done", "undone", "failed"]},
+            "background": {"type": "boolean"}, "total_rows": count, "done_rows": count, "percent": count,
+            "to_insert": count, "to_update": count, "inserted": count, "updated": count, "rejected": count,
+            "error": {"type": "string", "nullable": True}, "created_at": {"type": "string", "format": "date-time"},
+            "progress_at": when, "finished_at": when}}
+        self.spec.path("/imports/{import_id}", operations={
+            "get": {"tags": ["core"], "operationId": "core_import_get",
+                    "summary": _("Read an import's status and progress"), "parameters": [_path_id("import_id")],
+                    "responses": self.responses("200", status, "404")},
+        })
+
     def resource_paths(self, resource) -> None:
         """The generic operations of one ``Resource`` (see ``core/api/resources.py``)."""
         base = _camel(resource.plugin) + _camel(resource.name)
@@ -432,8 +471,17 @@ def _build(script_root: str) -> dict:
     builder.history_component()
     builder.core_paths()
     builder.token_paths()
+    builder.import_paths()
+    builder.search_paths()
+    from core.api import discussion
+
+    discussion.openapi_components(builder)
+    from core.notify import openapi as notify_openapi
+
+    notify_openapi.openapi_paths(builder)
     for resource in resources().values():
         builder.resource_paths(resource)
+        discussion.openapi_paths(builder, resource)
     return builder.spec.to_dict()
 
 

@@ -10,12 +10,13 @@ from decimal import Decimal
 
 from flask import has_request_context, request
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
+from core import clock
 from core.audit.models import AuditEntry
 from core.extensions import db
 
-__all__ = ["AuditEntry", "record", "history", "diff", "jsonable"]
+__all__ = ["AuditEntry", "record", "record_many", "values", "history", "diff", "jsonable"]
 
 
 def jsonable(value):
@@ -56,19 +57,33 @@ def record(action: str, *, resource: str | None = None, record_id: int | None = 
     ``actor`` defaults to the logged-in user; ``actor_name`` names someone who is not a user
     (a failed login's typed username, the system).
     """
-    who = _actor(actor)
-    entry = AuditEntry(
-        actor_id=getattr(who, "id", None),
-        actor_name=(actor_name if actor_name is not None else getattr(who, "username", "system"))[:100],
-        address=(request.remote_addr or "")[:64] if has_request_context() else "",
-        action=action,
-        resource=resource,
-        record_id=record_id,
-        summary=(summary or "")[:255],
-        changes=jsonable(changes or {}),
-    )
+    entry = AuditEntry(**values(action, resource=resource, record_id=record_id, summary=summary, changes=changes,
+                                actor=actor, actor_name=actor_name))
     db.session.add(entry)
     return entry
+
+
+def values(action: str, *, resource: str | None = None, record_id: int | None = None, summary: str = "",
+           changes: dict | None = None, actor=None, actor_name: str | None = None) -> dict:
+    """The columns of the entry ``record`` would write (``at`` left to its default), for ``record_many``."""
+    who = _actor(actor)
+    return {
+        "actor_id": getattr(who, "id", None),
+        "actor_name": (actor_name if actor_name is not None else getattr(who, "username", "system"))[:100],
+        "address": (request.remote_addr or "")[:64] if has_request_context() else "",
+        "action": action,
+        "resource": resource,
+        "record_id": record_id,
+        "summary": (summary or "")[:255],
+        "changes": jsonable(changes or {}),
+    }
+
+
+def record_many(entries: list[dict]) -> None:
+    """Append many entries made by ``values`` in one ``INSERT`` (a bulk import), in the caller's transaction."""
+    if entries:
+        now = clock.now()
+        db.session.execute(insert(AuditEntry), [{"at": now, **entry} for entry in entries])
 
 
 def history(resource: str, record_id: int, viewer=None, limit: int = 200) -> list[AuditEntry]:

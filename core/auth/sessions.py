@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from flask import Flask, current_app, flash, g, jsonify, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
-from sqlalchemy import delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select
+from sqlalchemy.orm import joinedload
 
 from core import clock
 from core.auth import tokens
@@ -31,6 +33,15 @@ from core.permissions import cache as permission_cache
 SEEN_RESOLUTION = 60  # seconds: refresh the idle stamp at most once a minute, not on every request
 
 
+@lru_cache(maxsize=1)
+def _user_query():
+    """One round trip for the session's user: the user with its roles (``is_admin`` needs them), the
+    permission stamp, and whether the session was revoked (built once, run with its parameters)."""
+    revoked = exists().where(RevokedSession.sid == bindparam("sid"))
+    return (select(User, permission_cache.stamp_column(), revoked).options(joinedload(User.roles))
+            .where(User.id == bindparam("user_id")))
+
+
 @login_manager.user_loader
 def _load_user(identity: str) -> User | None:
     if bearer_token() is not None:
@@ -39,9 +50,8 @@ def _load_user(identity: str) -> User | None:
         user_id, epoch = (int(part) for part in identity.split(":"))
     except ValueError:
         return None
-    sid = session.get("sid") or ""
-    revoked = exists().where(RevokedSession.sid == sid)
-    row = db.session.execute(select(User, permission_cache.stamp_column(), revoked).where(User.id == user_id)).first()
+    rows = db.session.execute(_user_query(), {"user_id": user_id, "sid": session.get("sid") or ""}).unique().all()
+    row = rows[0] if rows else None
     if row is None or row[2]:
         return None
     user = row[0]

@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from flask_babel import gettext as _, lazy_gettext as _l
 from marshmallow import fields, validate
-from sqlalchemy import CheckConstraint, ForeignKey, String, select
+from sqlalchemy import CheckConstraint, ForeignKey, String, bindparam, select
 from sqlalchemy.orm import Mapped, joinedload, mapped_column, relationship
 
 from core import audit, clock
@@ -24,6 +25,7 @@ from core.extensions import db
 from core.models import UTCDateTime
 from core.org.models import User
 from core.org.schemas import INT32, Text
+from core.permissions import cache as permission_cache
 from core.schemas import Schema, length, load
 
 __all__ = [
@@ -173,6 +175,14 @@ def revoke_token(actor: User, token_id: int) -> ApiToken:
     return token
 
 
+@lru_cache(maxsize=1)
+def _token_query():
+    """The token with its owner, the owner's roles and the permission stamp, by hash (built once)."""
+    return (select(ApiToken, permission_cache.stamp_column())
+            .options(joinedload(ApiToken.user).joinedload(User.roles))
+            .where(ApiToken.token_hash == bindparam("token_hash")))
+
+
 def active_token(raw: str) -> ApiToken | None:
     """The token ``raw`` names when it is valid now (not expired or revoked, owner active), else None.
 
@@ -181,11 +191,15 @@ def active_token(raw: str) -> ApiToken | None:
     """
     if not raw.startswith(TOKEN_PREFIX) or len(raw) > MAX_TOKEN_LENGTH or not raw.isascii():
         return None
-    token = db.session.scalar(
-        select(ApiToken).options(joinedload(ApiToken.user)).where(ApiToken.token_hash == hash_token(raw))
-    )
-    if token is None or token.status != "active" or not token.user.active:
+    # One round trip: the token, its owner with the owner's roles, and the permission stamp
+    # (which the session loader reads with the user, too).
+    rows = db.session.execute(_token_query(), {"token_hash": hash_token(raw)}).unique().all()
+    if not rows:
         return None
+    token, stamp = rows[0]
+    if token.status != "active" or not token.user.active:
+        return None
+    permission_cache.remember_stamp(stamp)
     now = clock.now()
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
         token.last_used_at = now

@@ -3,21 +3,25 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
 from core.extensions import db
 from core.models import JSONType, UTCDateTime
 
-STATUSES = ("previewed", "done", "undone", "failed")
+#: ``checking`` and ``applying`` are the worker's (large files); the rest are where an import rests.
+STATUSES = ("checking", "previewed", "applying", "done", "undone", "failed")
+ACTIVE = ("checking", "applying")
 
 
 class Import(db.Model):
     """An import of a file into one resource, from dry run to (perhaps) undo.
 
-    ``rows`` holds the file's cells as text until the import is applied (so every app server can
-    apply it, and the file never lives on one server's disk). ``errors`` are the dry run's
+    ``data`` holds the uploaded file until the import is applied (so the worker or any app server
+    can read it, and it never lives on one server's disk); it and the long lists are loaded only
+    when used, so polling the progress stays cheap. ``background``: checked and applied by the
+    worker, which moves ``done_rows`` (and ``progress_at``) as it goes; ``error`` says why it failed. ``errors`` are the dry run's
     ``{"row", "field", "message"}``; ``rejects`` the rows skipped when applying, with their reason;
     ``created`` ``[[id, version], ...]`` and ``updated`` ``[{"id", "version", "before"}, ...]``
     are what undo needs: it touches a record only while it is still at that version.
@@ -42,9 +46,17 @@ class Import(db.Model):
     headers: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
     mapping: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
     unknown_columns: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
-    rows: Mapped[list | None] = mapped_column(JSONType, nullable=True)
-    errors: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
-    rejects: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
-    created: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
-    updated_records: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
+    background: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    errors: Mapped[list] = mapped_column(JSONType, nullable=False, default=list, deferred=True)
+    rejects: Mapped[list] = mapped_column(JSONType, nullable=False, default=list, deferred=True)
+    created: Mapped[list] = mapped_column(JSONType, nullable=False, default=list, deferred=True)
+    updated_records: Mapped[list] = mapped_column(JSONType, nullable=False, default=list, deferred=True)
     not_undone: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
+
+    @property
+    def percent(self) -> int:
+        """How far the worker is, 0-100."""
+        return min(100, self.done_rows * 100 // self.total_rows) if self.total_rows else 0

@@ -5,39 +5,48 @@ validation, record scopes, field rules and the audit trail are the ones every ot
 
 1. ``preview`` reads the file (CSV in UTF-8 with or without BOM, or GBK/GB18030 as Chinese Excel
    saves it; or the first sheet of an XLSX), matches each header to a field by its name or its
-   label in English or Chinese, and tries every row inside a savepoint that is rolled back:
+   label in English or Chinese, and tries every row inside savepoints that are rolled back:
    nothing is written, every row's errors are kept on the ``Import`` row.
-2. ``apply`` writes the good rows (each in its own savepoint): a row whose natural key matches a
-   record the user may update changes that record, any other row creates one. Rows that fail are
-   kept with their reason for the rejects file. One ``import`` audit entry sums it up.
+2. ``apply`` writes the good rows: a row whose natural key matches a record the user may update
+   changes that record, any other row creates one. Rows that fail are kept with their reason for
+   the rejects file. One ``import`` audit entry sums it up.
+
+Both take the rows in batches (see "Batches" below): the new records of a batch are validated row
+by row and written, scope-checked and audited together; a batch the database refuses is retried
+row by row, so every error still names its row.
 3. ``undo`` deletes the records the import created and puts back the values it overwrote, each
    only while the record is still at the version the import left it at.
 
-TODO(jobs): ``apply`` runs in the request. It already counts ``done_rows`` / ``total_rows`` and
-takes only ids, so a huey task can run it once ``core.jobs`` offers a way to enqueue one-off tasks
-that the worker also registers.
+A file of more than ``IMPORT_BACKGROUND_ROWS`` rows is checked and applied by the worker
+(``core.imports.jobs``) instead of the request: the page polls its progress (``done_rows`` of
+``total_rows``, committed every ``IMPORT_BATCH_ROWS`` rows). The file is read row by row (CSV
+reader, openpyxl read-only), never held as a list of rows. A background apply commits in batches
+with the ids it wrote; if it fails, ``fail`` takes those back and marks the import ``failed``.
 """
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 import zipfile
+from collections.abc import Iterator
 from datetime import date, datetime, time
 
 import marshmallow
+from flask import current_app
 from flask_babel import force_locale, gettext as _, lazy_gettext as _l
-from sqlalchemy import exc as sa_exc, or_, select
+from sqlalchemy import exc as sa_exc, or_, select, update
 
 from core import audit, clock, resources as records
-from core.errors import DomainError, Forbidden, NotFound, ValidationError
+from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from core.extensions import db
 from core.imports.models import Import
 from core.permissions import can, require, scope_filter
 from core.permissions.fields import field_rules
 
-__all__ = ["Import", "preview", "apply", "undo", "get_import", "rejects_csv", "template", "write_xlsx", "label",
+__all__ = ["Import", "preview", "check", "apply", "write", "fail", "undo", "read", "count_rows", "background_rows", "get_import", "rejects_csv", "template", "write_xlsx", "label",
            "importable_fields", "parse", "require_import"]
 
 XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -46,6 +55,8 @@ _SYSTEM_LABELS = {"id": "ID", "owner_id": _l("Owner"), "department_id": _l("Depa
                   "updated_at": _l("Updated"), "version": _l("Version")}
 _YES = {"是", "yes", "y", "true", "1", "√", "✓"}
 _NO = {"否", "no", "n", "false", "0", ""}
+#: Bad rows whose messages a dry run keeps (it counts them all).
+MAX_ERROR_ROWS = 1000
 _ILLEGAL_XML = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
 
 
@@ -103,28 +114,43 @@ def match_headers(resource, user, headers: list[str]) -> tuple[list[str | None],
 
 
 def parse(filename: str, data: bytes) -> tuple[list[str], list[list[str]]]:
-    """``(headers, rows)`` of a CSV or XLSX file, cells as text; blank rows left out.
+    """``(headers, rows)`` of a CSV or XLSX file, cells as text; blank rows left out (see ``read``)."""
+    headers, rows = read(data)
+    return headers, list(rows)
 
-    The type is told by the content, not the name: an XLSX is a zip holding ``[Content_Types].xml``,
-    a CSV must decode as text. Anything else is a ``ValidationError`` for the ``file`` field.
+
+def read(data: bytes) -> tuple[list[str], Iterator[list[str]]]:
+    """``(headers, rows)`` of a CSV or XLSX file, the rows read one by one as they are asked for.
+
+    Cells are text, each row padded or cut to the headers' width; blank rows are left out. The type
+    is told by the content, not the name: an XLSX is a zip holding ``[Content_Types].xml``, a CSV
+    must decode as text. Anything else is a ``ValidationError`` for the ``file`` field. An XLSX is
+    read in openpyxl's read-only mode, so memory stays flat however many rows the sheet has.
     """
-    if data[:4] == b"PK\x03\x04":
-        table = _read_xlsx(data)
-    else:
-        table = _read_csv(data)
-    table = [row for row in table if any(cell for cell in row)]
-    if not table:
+    table = _xlsx_rows(data) if data[:4] == b"PK\x03\x04" else _csv_rows(data)
+    table = (row for row in table if any(cell for cell in row))
+    headers = next(table, None)
+    if headers is None:
         raise _file_error(_("The file is empty."))
-    headers, rows = table[0], table[1:]
     width = len(headers)
-    return headers, [(row + [""] * width)[:width] for row in rows]
+    return headers, ((row + [""] * width)[:width] for row in table)
+
+
+def count_rows(data: bytes) -> int:
+    """How many data rows ``read`` will give; for an XLSX the sheet's own dimension when it has one."""
+    if data[:4] == b"PK\x03\x04":
+        estimate = _xlsx_dimension(data)
+        if estimate is not None:
+            return estimate
+    _headers, rows = read(data)
+    return sum(1 for _row in rows)
 
 
 def _file_error(message: str) -> ValidationError:
     return ValidationError(message, fields={"file": [message]})
 
 
-def _read_csv(data: bytes) -> list[list[str]]:
+def _csv_rows(data: bytes) -> Iterator[list[str]]:
     if b"\x00" in data:
         raise _file_error(_("Upload a CSV or XLSX file (Excel: save as .xlsx or CSV)."))
     for encoding in ("utf-8-sig", "gb18030"):
@@ -137,29 +163,58 @@ def _read_csv(data: bytes) -> list[list[str]]:
         raise _file_error(_("Upload a CSV or XLSX file (Excel: save as .xlsx or CSV)."))
     first = text.split("\n", 1)[0]
     delimiter = "\t" if "\t" in first and "," not in first else ","
-    try:
-        return [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)]
-    except csv.Error:
-        raise _file_error(_("Upload a CSV or XLSX file (Excel: save as .xlsx or CSV).")) from None
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+
+    def rows():
+        try:
+            for row in reader:
+                yield [cell.strip() for cell in row]
+        except csv.Error:
+            raise _file_error(_("Upload a CSV or XLSX file (Excel: save as .xlsx or CSV).")) from None
+
+    return rows()
 
 
-def _read_xlsx(data: bytes) -> list[list[str]]:
+def _open_xlsx(data: bytes):
     from openpyxl import load_workbook
 
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             if "[Content_Types].xml" not in archive.namelist():
                 raise _file_error(_("Upload a CSV or XLSX file (Excel: save as .xlsx or CSV)."))
-        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        try:
-            sheet = workbook.worksheets[0]
-            return [[_text(value) for value in row] for row in sheet.iter_rows(values_only=True)]
-        finally:
-            workbook.close()
+        return load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except ValidationError:
         raise
     except Exception:  # a damaged or foreign zip: whatever openpyxl raises, it is the file's fault
         raise _file_error(_("The XLSX file could not be read.")) from None
+
+
+def _xlsx_rows(data: bytes) -> Iterator[list[str]]:
+    workbook = _open_xlsx(data)
+
+    def rows():
+        try:
+            for row in workbook.worksheets[0].iter_rows(values_only=True):
+                yield [_text(value) for value in row]
+        except ValidationError:
+            raise
+        except Exception:
+            raise _file_error(_("The XLSX file could not be read.")) from None
+        finally:
+            workbook.close()
+
+    return rows()
+
+
+def _xlsx_dimension(data: bytes) -> int | None:
+    workbook = _open_xlsx(data)
+    try:
+        sheet = workbook.worksheets[0]
+        return max(0, sheet.max_row - 1) if sheet.max_row else None
+    except Exception:
+        return None
+    finally:
+        workbook.close()
 
 
 def _text(value) -> str:
@@ -191,8 +246,16 @@ def _lookups(resource) -> dict:
     return {"owner_id": _user_by_name, **resource.import_lookups}
 
 
-def _row_data(resource, user, mapping, cells) -> dict:
-    """A row's cells as the input ``create``/``update`` take; names looked up; empty cells left out."""
+#: Names looked up (``owner_id``, ``import_lookups``) an import remembers, so a name repeated on
+#: many rows is looked up once; beyond this many distinct names each is looked up again.
+MAX_REMEMBERED = 10_000
+
+
+def _row_data(resource, user, mapping, cells, memo: dict | None = None) -> dict:
+    """A row's cells as the input ``create``/``update`` take; names looked up; empty cells left out.
+
+    ``memo`` (one import's) keeps what each looked-up name gave, so each distinct name costs one query.
+    """
     data, errors = {}, {}
     lookups = _lookups(resource)
     declared = resource.schema._declared_fields
@@ -202,7 +265,12 @@ def _row_data(resource, user, mapping, cells) -> dict:
             continue
         field = declared[name]
         if name in lookups:
-            found = lookups[name](text, user)
+            if memo is not None and (name, text) in memo:
+                found = memo[(name, text)]
+            else:
+                found = lookups[name](text, user)
+                if memo is not None and len(memo) < MAX_REMEMBERED:
+                    memo[(name, text)] = found
             if found is None:
                 errors[name] = [_("Nothing called “%(value)s” was found.", value=text)]
                 continue
@@ -221,12 +289,11 @@ def _row_data(resource, user, mapping, cells) -> dict:
 def _existing(resource, user, data) -> int | None:
     """The id of the one record ``user`` may update whose natural key is the row's; none: ``None``."""
     key = resource.natural_key
-    if not key or data.get(key) in (None, "") or not can(user, resource.permission("update")):
+    if not can(user, resource.permission("update")):
         return None
-    try:
-        value = resource.schema._declared_fields[key].deserialize(data[key])
-    except marshmallow.ValidationError:
-        return None  # the create that follows reports the field
+    value = _key_value(resource, data)
+    if value is None:
+        return None  # no key, or one the create that follows reports as a field error
     ids = db.session.scalars(select(resource.model.id).where(
         scope_filter(resource, "update", user), getattr(resource.model, key) == value).limit(2)).all()
     if len(ids) > 1:
@@ -235,11 +302,26 @@ def _existing(resource, user, data) -> int | None:
     return ids[0] if ids else None
 
 
+def _key_value(resource, data):
+    """The row's natural key as stored (the field's own reading of the text); ``None``: none or not valid."""
+    key = resource.natural_key
+    if not key or data.get(key) in (None, ""):
+        return None
+    try:
+        return resource.schema._declared_fields[key].deserialize(data[key])
+    except marshmallow.ValidationError:
+        return None
+
+
 def _write(resource, user, data) -> tuple[str, object, dict | None]:
     """Create or update one record from a row: ``(kind, record, before-values of the fields written)``."""
     record_id = _existing(resource, user, data)
     if record_id is None:
         return "insert", records.create(resource, user, data), None
+    return _update(resource, user, record_id, data)
+
+
+def _update(resource, user, record_id, data) -> tuple[str, object, dict]:
     current = records.get(resource, user, record_id, action="update")
     before = records.snapshot(resource, current)
     obj = records.update(resource, user, record_id, data, version=current.version)
@@ -259,18 +341,208 @@ def _messages(resource, exc: Exception) -> list[tuple[str, str]]:
 
 def _try(resource, user, mapping, cells, keep: bool):
     """Run one row in a savepoint; keep it or roll it back. Returns ``(kind, obj, before)`` or the error."""
+    return _in_savepoint(lambda: _write(resource, user, _row_data(resource, user, mapping, cells)), keep)
+
+
+def _in_savepoint(step, keep: bool):
+    """Run ``step()`` in a savepoint; keep it or roll it back. Returns what it returned or the row's error."""
     savepoint = db.session.begin_nested()
     try:
-        result = _write(resource, user, _row_data(resource, user, mapping, cells))
+        result = step()
     except (DomainError, sa_exc.IntegrityError, sa_exc.DataError) as exc:
         if savepoint.is_active:
             savepoint.rollback()
+        if not db.session().in_transaction():
+            # Something rolled back the whole transaction, not just this row's savepoint: the rows
+            # before this one are gone too, so going on would report records that do not exist.
+            raise RuntimeError("an import row rolled back the whole transaction") from exc
         return exc
     if keep:
         savepoint.commit()
     else:
         savepoint.rollback()
     return result
+
+
+# Batches -----------------------------------------------------------------------------------------
+#
+# The rows are taken ``IMPORT_BATCH_ROWS`` at a time, and each batch is cut before a row whose
+# natural key an earlier row of the same part has (that row must see the record the earlier one
+# wrote, as it would one row at a time). A part costs a handful of statements, not a handful per
+# row: one select of the existing records for all its natural keys (scoped), the updates one by one
+# (``records.update``, each in a savepoint), and the new records validated row by row in Python
+# (``records.load_new``: schema, writable fields, columns, references), added together and flushed
+# in one multi-row ``INSERT``, checked against the create scope with one select (``scope_filter``)
+# and audited with one multi-row ``INSERT`` of the same entries ``records.create`` writes. If the
+# database or the scope refuses the part's new records, its savepoint is rolled back and they are
+# tried one by one, so the error lands on its row.
+
+
+class _Run:
+    """One pass over a file's rows: who imports what, and the names it has looked up."""
+
+    def __init__(self, resource, user, mapping: list):
+        self.resource, self.user, self.mapping, self.memo = resource, user, mapping, {}
+        self.updates = bool(resource.natural_key) and can(user, resource.permission("update"))
+        self.key_cell = mapping.index(resource.natural_key) if resource.natural_key in mapping else None
+        self.unique = _unique_sets(resource.model)
+        self.schema = resource.schema()
+
+    def parts(self, chunk: list) -> Iterator[list]:
+        """``chunk`` (``[(number, cells)]``) cut before each row repeating a natural key of its part."""
+        part, seen = [], set()
+        for number, cells in chunk:
+            key = None
+            if self.key_cell is not None:
+                key = _key_value(self.resource, {self.resource.natural_key: (cells[self.key_cell] or "").strip()})
+            if key is not None and key in seen:
+                yield part
+                part, seen = [], set()
+            if key is not None:
+                seen.add(key)
+            part.append((number, cells))
+        if part:
+            yield part
+
+    def existing(self, datas: list) -> dict:
+        """``{natural key: [ids]}`` of the records the user may update that have the keys of ``datas``."""
+        if not self.updates:
+            return {}
+        values = {v for v in (_key_value(self.resource, d) for d in datas) if v is not None}
+        if not values:
+            return {}
+        model = self.resource.model
+        column = getattr(model, self.resource.natural_key)
+        found = {}
+        for record_id, value in db.session.execute(select(model.id, column).where(
+                scope_filter(self.resource, "update", self.user), column.in_(values))):
+            found.setdefault(value, []).append(record_id)
+        return found
+
+
+def _unique_sets(model) -> list[tuple[str, ...]]:
+    """The attributes of each unique index or constraint of ``model``'s table (its primary key aside)."""
+    from sqlalchemy import UniqueConstraint, inspect as sa_inspect
+
+    mapper, table = sa_inspect(model), model.__table__
+    sets = [tuple(index.columns) for index in table.indexes if index.unique]
+    sets += [tuple(con.columns) for con in table.constraints if isinstance(con, UniqueConstraint)]
+    sets += [(column,) for column in table.columns if column.unique]
+    return list(dict.fromkeys(tuple(mapper.get_property_by_column(c).key for c in columns) for columns in sets))
+
+
+def _repeats(unique: list[tuple[str, ...]], cleans: list[dict]) -> bool:
+    """Whether two of ``cleans`` have the same values for one of the ``unique`` sets (the database would refuse)."""
+    for names in unique:
+        seen = set()
+        for clean in cleans:
+            values = tuple(clean.get(name) for name in names)
+            if None in values:
+                continue
+            if values in seen:
+                return True
+            seen.add(values)
+    return False
+
+
+def _chunks(resource, user, mapping: list, rows, keep: bool) -> Iterator[list]:
+    """``[(number, cells, result)]`` for each ``IMPORT_BATCH_ROWS`` rows; ``result`` is ``(kind, obj, before)`` or the row's error."""
+    run = _Run(resource, user, mapping)
+    numbered = enumerate(rows, start=2)  # row 1 holds the headers
+    size = max(1, current_app.config["YITI"]["IMPORT_BATCH_ROWS"])
+    while chunk := list(itertools.islice(numbered, size)):
+        out = []
+        for part in run.parts(chunk):
+            out += [(number, cells, result) for (number, cells), result in zip(part, _part(run, part, keep))]
+        yield out
+
+
+def _part(run: _Run, rows: list, keep: bool) -> list:
+    """Try ``rows`` (no natural key twice) together; each row's ``(kind, obj, before)`` or its error."""
+    resource, user = run.resource, run.user
+    results, datas = [None] * len(rows), [None] * len(rows)
+    for i, (_number, cells) in enumerate(rows):
+        try:
+            datas[i] = _row_data(resource, user, run.mapping, cells, run.memo)
+        except DomainError as exc:
+            results[i] = exc
+    existing = run.existing([d for d in datas if d is not None])
+    inserts = []
+    for i, data in enumerate(datas):
+        if data is None:
+            continue
+        ids = existing.get(_key_value(resource, data), []) if existing else []
+        if len(ids) > 1:
+            results[i] = ValidationError(_("Please correct the highlighted fields."), fields={resource.natural_key: [
+                _("Several records have this value; the row cannot say which one to update.")]})
+        elif ids:
+            results[i] = _in_savepoint(lambda: _update(resource, user, ids[0], data), keep)
+        else:
+            inserts.append(i)
+    for i, result in zip(inserts, _insert(run, [datas[i] for i in inserts], keep)):
+        results[i] = result
+    return results
+
+
+def _insert(run: _Run, datas: list, keep: bool) -> list:
+    """Create a record of each of ``datas`` together; if that is refused, one by one. Each row's result."""
+    if not datas:
+        return []
+    outcome = _insert_together(run, datas, keep)
+    if not isinstance(outcome, Exception):
+        return outcome
+    if len(datas) == 1:
+        return [outcome]
+    return [result for data in datas for result in _insert(run, [data], keep)]
+
+
+def _insert_together(run: _Run, datas: list, keep: bool):
+    """Each row's ``("insert", obj, None)`` or its error; or, if the records cannot all be written, why
+    (nothing of them is then kept): the database refused, one is outside the create scope, or a
+    ``before_write`` refused one (its changes might not be its own alone)."""
+    resource, user, model = run.resource, run.user, run.resource.model
+    results, cleans = [None] * len(datas), []
+    for i, data in enumerate(datas):
+        try:
+            cleans.append((i, records.load_new(resource, user, data, schema=run.schema)))
+        except DomainError as exc:
+            results[i] = exc
+    if not cleans:
+        return results
+    if len(cleans) > 1 and _repeats(run.unique, [clean for _i, clean in cleans]):
+        return Conflict(_("This clashes with an existing record: a value that must be unique is already used."))
+    savepoint = db.session.begin_nested()
+    try:
+        objs = []
+        for i, clean in cleans:
+            obj = records.new_record(resource, user, clean)
+            db.session.add(obj)
+            if resource.before_write is not None:
+                resource.before_write(user, obj, None)
+            objs.append((i, obj))
+        db.session.flush()
+        ids = [obj.id for _i, obj in objs]
+        visible = set(db.session.scalars(select(model.id).where(model.id.in_(ids), scope_filter(resource, "create", user))))
+        if len(visible) != len(ids):
+            raise Forbidden(_("The record would be outside what you may edit (owner or department)."))
+        audit.record_many([
+            audit.values("create", resource=resource.key, record_id=obj.id, summary=resource.title(obj),
+                         changes=audit.diff({}, after), actor=user)
+            for (_i, obj), after in zip(objs, records.snapshots(resource, [obj for _i, obj in objs]))])
+    except (DomainError, sa_exc.IntegrityError, sa_exc.DataError) as exc:
+        # A failed flush leaves the savepoint inactive, but it still has to be rolled back.
+        if savepoint.is_active or savepoint._rollback_can_be_called():
+            savepoint.rollback()
+        if not db.session().in_transaction():
+            raise RuntimeError("an import batch rolled back the whole transaction") from exc
+        return exc
+    if keep:
+        savepoint.commit()
+    else:
+        savepoint.rollback()
+    for i, obj in objs:
+        results[i] = ("insert", obj, None)
+    return results
 
 
 def require_import(resource, user) -> None:
@@ -282,25 +554,71 @@ def require_import(resource, user) -> None:
 # The three steps ---------------------------------------------------------------------------------
 
 
+def background_rows() -> int:
+    """Files with more data rows than this are checked and applied by the worker (``IMPORT_BACKGROUND_ROWS``)."""
+    return current_app.config["YITI"]["IMPORT_BACKGROUND_ROWS"]
+
+
 def preview(resource, user, filename: str, data: bytes) -> Import:
-    """Read the file and dry-run every row: nothing is written but the ``Import`` row (status ``previewed``)."""
+    """Read the file and dry-run every row: nothing is written but the ``Import`` row.
+
+    A file of up to ``IMPORT_BACKGROUND_ROWS`` rows is checked here (status ``previewed``); a
+    larger one is left ``checking`` for ``core.imports.jobs`` to check in the worker: commit, then
+    ``jobs.enqueue(imp)``. Either way the file itself is kept on the row until it is applied.
+    """
     require_import(resource, user)
-    headers, rows = parse(filename, data)
+    headers, _rows = read(data)
     mapping, unknown = match_headers(resource, user, headers)
     if not any(mapping):
         raise _file_error(_("No column matches a field. Download the template to see the headers."))
-    errors, counts = [], {"insert": 0, "update": 0}
-    for number, cells in enumerate(rows, start=2):  # row 1 holds the headers
-        result = _try(resource, user, mapping, cells, keep=False)
-        if isinstance(result, Exception):
-            errors += [{"row": number, "field": f, "message": m} for f, m in _messages(resource, result)]
-        else:
-            counts[result[0]] += 1
-    imp = Import(resource=resource.key, user_id=user.id, filename=(filename or "")[:255], status="previewed",
-                 total_rows=len(rows), to_insert=counts["insert"], to_update=counts["update"],
-                 rejected=len({e["row"] for e in errors}), headers=headers, mapping=mapping,
-                 unknown_columns=unknown, rows=rows, errors=errors)
+    imp = Import(resource=resource.key, user_id=user.id, filename=(filename or "")[:255], status="checking",
+                 total_rows=count_rows(data), headers=headers, mapping=mapping, unknown_columns=unknown, data=data)
+    imp.background = imp.total_rows > background_rows()
     db.session.add(imp)
+    db.session.flush()
+    if not imp.background:
+        check(imp, resource, user)
+    return imp
+
+
+def _progress(imp: Import, done: int, progress) -> None:
+    """Every ``IMPORT_BATCH_ROWS`` rows: the count on the row, and ``progress()`` (the worker commits)."""
+    if progress is not None and done % current_app.config["YITI"]["IMPORT_BATCH_ROWS"] == 0:
+        imp.done_rows, imp.progress_at = done, clock.now()
+        progress()
+        _begin_with_a_write(imp)
+
+
+def _begin_with_a_write(imp: Import) -> None:
+    """Open the transaction the rows' savepoints nest in with a write. SQLite's driver begins a
+    transaction only at a write: a ``SAVEPOINT`` issued first would be the transaction, and its
+    ``RELEASE`` a commit of that row on its own."""
+    db.session.flush()
+    db.session.execute(update(Import).where(Import.id == imp.id).values(progress_at=clock.now())
+                       .execution_options(synchronize_session=False))
+
+
+def check(imp: Import, resource, user, progress=None) -> Import:
+    """The dry run: try every row of the file in savepoints that are rolled back; count and keep the errors.
+
+    Only the first ``MAX_ERROR_ROWS`` bad rows keep their messages (the count covers them all).
+    """
+    _headers, rows = read(imp.data)
+    mapping = list(imp.mapping)
+    _begin_with_a_write(imp)
+    errors, counts, rejected, done = [], {"insert": 0, "update": 0}, 0, 0
+    for chunk in _chunks(resource, user, mapping, rows, keep=False):
+        for number, _cells, result in chunk:
+            if isinstance(result, Exception):
+                rejected += 1
+                if rejected <= MAX_ERROR_ROWS:
+                    errors += [{"row": number, "field": f, "message": m} for f, m in _messages(resource, result)]
+            else:
+                counts[result[0]] += 1
+        done += len(chunk)
+        _progress(imp, done, progress)
+    imp.status, imp.total_rows, imp.done_rows, imp.progress_at = "previewed", done, done, clock.now()
+    imp.to_insert, imp.to_update, imp.rejected, imp.errors = counts["insert"], counts["update"], rejected, errors
     db.session.flush()
     return imp
 
@@ -315,32 +633,74 @@ def get_import(import_id, user) -> Import:
 
 
 def apply(import_id, user) -> Import:
-    """Write the previewed rows that pass; keep the others with their reason. Audited."""
+    """Write the previewed rows that pass; keep the others with their reason. Audited.
+
+    A large import (``imp.background``) is only marked ``applying`` here: commit, then
+    ``jobs.enqueue(imp)``; the worker writes it with ``write``.
+    """
     imp = get_import(import_id, user)
     resource = records.get_resource(imp.resource)
     require_import(resource, user)
     if imp.status != "previewed":
         raise ValidationError(_("This import has already been applied."))
-    imp.status, imp.done_rows = "done", 0
+    imp.status, imp.done_rows, imp.progress_at = "applying", 0, clock.now()
     db.session.flush()  # the first write opens the transaction the savepoints nest in
-    rejects, created, updated = [], [], []
-    for number, cells in enumerate(imp.rows or [], start=2):
-        result = _try(resource, user, imp.mapping, cells, keep=True)
-        if isinstance(result, Exception):
-            reason = "; ".join(f"{f}: {m}" if f else m for f, m in _messages(resource, result))
-            rejects.append({"row": number, "cells": cells, "reason": reason})
-        else:
-            kind, obj, before = result
-            if kind == "insert":
-                created.append([obj.id, obj.version])
+    if imp.background:
+        return imp
+    return write(imp, resource, user)
+
+
+def write(imp: Import, resource, user, progress=None) -> Import:
+    """Apply the rows of ``imp``'s file in batches (each row's error kept on its row), as ``user``.
+
+    With ``progress`` (the worker) the work is committed every ``IMPORT_BATCH_ROWS`` rows together
+    with the ids written so far, so that a failure can take back exactly what was committed
+    (``fail``). Without it everything happens in the caller's one transaction.
+    """
+    _headers, rows = read(imp.data)
+    mapping = list(imp.mapping)
+    _begin_with_a_write(imp)
+    rejects, created, updated, done = [], [], [], 0
+    for chunk in _chunks(resource, user, mapping, rows, keep=True):
+        for number, cells, result in chunk:
+            if isinstance(result, Exception):
+                reason = "; ".join(f"{f}: {m}" if f else m for f, m in _messages(resource, result))
+                rejects.append({"row": number, "cells": cells, "reason": reason})
             else:
-                updated.append({"id": obj.id, "version": obj.version, "before": before})
-        imp.done_rows = number - 1
+                kind, obj, before = result
+                if kind == "insert":
+                    created.append([obj.id, obj.version])
+                else:
+                    updated.append({"id": obj.id, "version": obj.version, "before": before})
+        done += len(chunk)
+        if progress is not None and done % current_app.config["YITI"]["IMPORT_BATCH_ROWS"] == 0:
+            imp.created, imp.updated_records = list(created), list(updated)  # new lists: JSON columns see the change
+            _progress(imp, done, progress)
     imp.rejects, imp.created, imp.updated_records = rejects, created, updated
     imp.inserted, imp.updated, imp.rejected = len(created), len(updated), len(rejects)
-    imp.rows, imp.finished_at = None, clock.now()  # the cells of the good rows now live in their records
+    imp.status, imp.done_rows, imp.progress_at, imp.finished_at = "done", done, clock.now(), clock.now()
+    imp.data = None  # the cells of the good rows now live in their records
     audit.record("import", resource=resource.key, summary=imp.filename,
                  changes={"import": imp.id, "inserted": imp.inserted, "updated": imp.updated, "rejected": imp.rejected},
+                 actor=user)
+    db.session.flush()
+    return imp
+
+
+def fail(import_id, user, message: str) -> Import:
+    """Mark an import the worker could not finish ``failed`` and take back what it committed.
+
+    Call after rolling back. Records it created are deleted and values it overwrote restored, each
+    only while still at the version the import left (as ``undo``); what could not be taken back is
+    listed in ``not_undone``. The failure is audited.
+    """
+    imp = db.session.get(Import, import_id)
+    resource = records.get_resource(imp.resource)
+    not_undone = _revert(imp, resource, user, force=True) if imp.status == "applying" else []
+    imp.status, imp.error, imp.finished_at, imp.data = "failed", message[:2000], clock.now(), None
+    imp.not_undone, imp.created, imp.updated_records = not_undone, [], []
+    audit.record("import_failed", resource=resource.key, summary=imp.filename,
+                 changes={"import": imp.id, "error": imp.error, "not_undone": [n["id"] for n in not_undone]},
                  actor=user)
     db.session.flush()
     return imp
@@ -354,7 +714,31 @@ def undo(import_id, user) -> Import:
         raise ValidationError(_("Only an applied import can be undone."))
     imp.status = "undone"
     db.session.flush()
+    imp.not_undone, imp.finished_at = _revert(imp, resource, user), clock.now()
+    audit.record("undo_import", resource=resource.key, summary=imp.filename,
+                 changes={"import": imp.id, "not_undone": [n["id"] for n in imp.not_undone]}, actor=user)
+    db.session.flush()
+    return imp
+
+
+def _revert(imp: Import, resource, user, force: bool = False) -> list[dict]:
+    """Take back ``imp.created`` and ``imp.updated_records`` through the services; ``[{"id", "reason"}]`` left.
+
+    ``force`` (a failed import taking back its own rows) deletes the records it created even if
+    ``user`` may not delete records; still only at the version the import left, and audited.
+    """
     not_undone = []
+
+    def remove(record_id, version):
+        if not force:
+            return records.delete(resource, user, record_id, version=version)
+        obj = db.session.get(resource.model, record_id)
+        if obj is None or obj.version != version:
+            raise Conflict(_("The record was changed after the import."))
+        audit.record("delete", resource=resource.key, record_id=obj.id, summary=resource.title(obj),
+                     changes=audit.diff(records.snapshot(resource, obj), {}), actor=user)
+        db.session.delete(obj)
+        db.session.flush()
 
     def attempt(record_id, step):
         savepoint = db.session.begin_nested()
@@ -366,16 +750,12 @@ def undo(import_id, user) -> Import:
                 savepoint.rollback()
             not_undone.append({"id": record_id, "reason": str(exc.message)})
 
-    for record_id, version in imp.created:
-        attempt(record_id, lambda: records.delete(resource, user, record_id, version=version))
-    for change in imp.updated_records:
+    for record_id, version in imp.created or []:
+        attempt(record_id, lambda: remove(record_id, version))
+    for change in imp.updated_records or []:
         attempt(change["id"], lambda: records.update(resource, user, change["id"], change["before"],
                                                      version=change["version"]))
-    imp.not_undone, imp.finished_at = not_undone, clock.now()
-    audit.record("undo_import", resource=resource.key, summary=imp.filename,
-                 changes={"import": imp.id, "not_undone": [n["id"] for n in not_undone]}, actor=user)
-    db.session.flush()
-    return imp
+    return not_undone
 
 
 # Files out ---------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ business change or not at all).
 Re-entry rules of ``upsert``: title, url, kind, subject and due date are updated; a *cancelled*
 item is opened again (its source wants it back, e.g. an approval returned to this approver); a
 *done* item stays done unless ``reopen=True`` (a retried job must not undo someone's work).
-Done items are kept, never deleted. A new (or reopened) item emits ``core.todo_assigned``, which
-notification channels deliver through the outbox. *Overdue* is a query (``open and due_at < now``), not a state.
+Done items are kept, never deleted. A new (or reopened) item emits ``core.todo_assigned`` and
+notifies its assignee (``core.notify.todo_assigned``: the bell, e-mail, robots) in the same transaction. *Overdue* is a query (``open and due_at < now``), not a state.
 """
 from __future__ import annotations
 
@@ -36,10 +36,11 @@ def _user_id(user) -> int:
 
 def upsert(plugin: str, source_key: str, assignee, kind: str, title: str, url: str = "",
            subject_type: str | None = None, subject_id: int | None = None, due_at: datetime | None = None,
-           reopen: bool = False) -> Todo:
+           reopen: bool = False, extra: dict | None = None) -> Todo:
     """Create or update the item ``(plugin, source_key, assignee)`` and return it.
 
-    ``assignee`` is a user or a user id; ``due_at`` an aware datetime or ``None``. Race-safe: two
+    ``assignee`` is a user or a user id; ``due_at`` an aware datetime or ``None``; ``extra`` a small
+    JSON object the API returns with the item (``{"task_id": 7}``), kept when an upsert omits it. Race-safe: two
     transactions upserting the same triple leave one row (``INSERT ... ON CONFLICT DO NOTHING``).
     """
     if kind not in KINDS:
@@ -48,6 +49,10 @@ def upsert(plugin: str, source_key: str, assignee, kind: str, title: str, url: s
     now = clock.now()
     values = {"kind": kind, "title": title[:300], "url": url or "", "subject_type": subject_type,
               "subject_id": subject_id, "due_at": due_at}
+    if extra is not None:
+        if not isinstance(extra, dict):
+            raise ValueError("inbox extra must be a dict")
+        values["extra"] = extra
     dialect = db.session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -75,6 +80,9 @@ def upsert(plugin: str, source_key: str, assignee, kind: str, title: str, url: s
 
         events.emit("core.todo_assigned", todo_id=todo.id, plugin=plugin, kind=kind, assignee_id=assignee_id,
                     title=todo.title, url=todo.url, due_at=due_at)
+        from core import notify
+
+        notify.todo_assigned(todo)  # the bell, e-mail and robots, by the assignee's preferences
     return todo
 
 

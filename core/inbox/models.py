@@ -7,7 +7,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.extensions import db
-from core.models import TimestampMixin, UTCDateTime
+from core.models import JSONType, TimestampMixin, UTCDateTime
 
 KINDS = ("approval", "task", "cc", "reminder", "mention")
 STATUSES = ("open", "done", "cancelled")
@@ -33,6 +33,9 @@ class Todo(TimestampMixin, db.Model):
     subject_type: Mapped[str | None] = mapped_column(String(100))
     subject_id: Mapped[int | None] = mapped_column(Integer)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: What the source plugin wants API clients to have with the item (e.g. ``{"task_id": 7}`` so an
+    #: app can act on an approval task directly); small, JSON, never read by the core.
+    extra: Mapped[dict | None] = mapped_column(JSONType)
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="open")
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     done_by_id: Mapped[int | None] = mapped_column(ForeignKey("core_user.id", ondelete="SET NULL"))

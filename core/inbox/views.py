@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from core import clock, inbox
 from core.errors import DomainError, Forbidden, NotFound
+from core.web.views import local_path
 from core.extensions import db
 from core.inbox.models import KINDS, Todo
 
@@ -59,8 +60,8 @@ def open_item(todo_id: int):
     if todo.subject_type and todo.subject_id is not None and not _may_read(todo):
         flash(_("You can no longer open what this item is about."), "warning")
         return redirect(url_for("inbox.index"))
-    target = todo.url or ""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    target = local_path(todo.url or "")
+    if target is None:
         flash(_("This item has no page to open."), "warning")
         return redirect(url_for("inbox.index"))
     return redirect(target)

@@ -20,10 +20,13 @@ def include_object(obj, name, type_, reflected, compare_to):
 
 def render_item(type_, obj, autogen_context):
     """Write our column types as plain SQLAlchemy types, so a migration never imports the core."""
+    from core.crypto import EncryptedText
     from core.models import UTCDateTime
 
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    if type_ == "type" and isinstance(obj, EncryptedText):
+        return "sa.Text()"  # the ciphertext
     return False
 
 

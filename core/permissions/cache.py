@@ -14,6 +14,7 @@ ORM bulk ``UPDATE``/``DELETE`` of the watched models, so no service can forget o
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from itertools import chain
 
 from flask import current_app, g, has_request_context
@@ -36,8 +37,12 @@ class PermissionStamp(db.Model):
     value: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
 
 
+@lru_cache(maxsize=1)
 def stamp_column():
-    """A scalar subquery of the current stamp, to read it along with another row (0 when unset)."""
+    """A scalar subquery of the current stamp, to read it along with another row (0 when unset).
+
+    Built once: statements are immutable, and building one costs more than running it cached.
+    """
     return select(PermissionStamp.value).where(PermissionStamp.id == 1).scalar_subquery()
 
 

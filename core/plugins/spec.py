@@ -119,9 +119,13 @@ class Delivery:
     ``deliver(message)`` gets a ``core.events.Message`` and raises to have it retried later with
     backoff; it must tolerate the same message twice (it sends ``message.idempotency_key`` so the
     receiver can drop repeats). ``events`` limits it to those event names (``None``: every event).
+    ``wants(event_name)``, when given, is asked at ``emit`` time too (in the emitting transaction,
+    so it may read the database): a delivery that wants nothing now (no webhook subscribes to the
+    event) leaves the outbox row as a plain log entry instead of a pending message.
     """
 
     name: str
     deliver: Callable[[object], None]
     events: tuple[str, ...] | None = None
+    wants: Callable[[str], bool] | None = None
 

@@ -2,7 +2,8 @@
 
 ``/<plugin>/<plural>/import`` uploads a file and shows the template downloads; ``/imports/<id>``
 shows one import: the dry run's errors before it is applied, the result and undo after. The
-pages only call ``core.imports``, which writes through the same services as the API.
+pages only call ``core.imports``, which writes through the same services as the API. A large
+file is checked and applied by the worker; its page polls ``/imports/<id>/progress`` (htmx).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from core import resources as records
 from core.imports import service as imports
 from core.errors import ValidationError
 from core.extensions import db
-from core.imports.models import Import
+from core.imports import jobs as import_jobs
+from core.imports.models import ACTIVE, Import
 
 bp = Blueprint("imports", __name__)
 
@@ -34,6 +36,8 @@ def upload(plugin: str, plural: str):
             try:
                 imp = imports.preview(resource, current_user, upload_file.filename, upload_file.read())
                 db.session.commit()
+                if imp.background:
+                    import_jobs.enqueue(imp)
                 return redirect(url_for("imports.show", import_id=imp.id))
             except ValidationError as exc:
                 db.session.rollback()
@@ -66,11 +70,25 @@ def show(import_id: int):
     return render_template("imports/show.html", imp=imp, resource=resource, columns=columns)
 
 
+@bp.get("/imports/<int:import_id>/progress")
+@login_required
+def progress(import_id: int):
+    """The progress bar htmx polls while the worker runs; once it is done, the whole page reloads."""
+    imp = imports.get_import(import_id, current_user)
+    if imp.status not in ACTIVE:
+        return "", 200, {"HX-Refresh": "true"}
+    return render_template("imports/_progress.html", imp=imp)
+
+
 @bp.post("/imports/<int:import_id>/apply")
 @login_required
 def apply(import_id: int):
     imp = imports.apply(import_id, current_user)
     db.session.commit()
+    if imp.background:
+        import_jobs.enqueue(imp)
+        flash(_("The import is running in the background; this page shows how far it is."), "info")
+        return redirect(url_for("imports.show", import_id=import_id))
     flash(_("Imported: %(inserted)d new, %(updated)d updated, %(rejected)d rejected.",
             inserted=imp.inserted, updated=imp.updated, rejected=imp.rejected), "success")
     return redirect(url_for("imports.show", import_id=import_id))

@@ -208,7 +208,9 @@ def detail(plugin: str, plural: str, record_id: int):
     history = audit.history(resource.key, obj.id, viewer=current_user)
     return render_template("records/detail.html", resource=resource, obj=obj, row=row, may=may, history=history,
                            title=resource.title_of(row), label=lambda name: field_label(resource, name),
-                           display=_displayer(resource, [row]), tab=request.args.get("tab", "details"))
+                           display=_displayer(resource, [row]), tab=request.args.get("tab", "details"),
+                           links=[link for link in resource.detail_links
+                                  if link.permission is None or can(current_user, link.permission)])
 
 
 def _may(resource, action: str, obj) -> bool:
@@ -279,7 +281,7 @@ def delete(plugin: str, plural: str, record_id: int):
     try:
         records.delete(resource, current_user, record_id, version=request.form.get("version") or None)
         db.session.commit()
-    except Conflict as exc:
+    except (Conflict, BusinessRuleError) as exc:  # stale, or the plugin refuses (e.g. under approval)
         db.session.rollback()
         flash(exc.message, "danger")
         return redirect(url_for("records.detail", plugin=plugin, plural=plural, record_id=record_id))

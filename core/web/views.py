@@ -48,6 +48,15 @@ def set_language(code: str):
     return redirect(safe_next(request.form.get("next") or request.referrer))
 
 
+def local_path(url: str) -> str | None:
+    """``url`` if it is a path of this site, else ``None``. Browsers drop tabs and line breaks from a
+    URL (``/``, a tab, ``/evil`` becomes ``//evil``: another site), so a control character or a space
+    refuses it too."""
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
+        return None
+    return url if url.startswith("/") and not url.startswith("//") and "\\" not in url else None
+
+
 def safe_next(target: str | None) -> str:
     """Only same-site paths: never bounce a user to another host after login or a language switch."""
     if not target:

@@ -173,21 +173,72 @@ def check_nodes(nodes, form_keys: set[str]) -> dict[str, list[str]]:
     return errors
 
 
+def trace(nodes, snapshot: dict) -> list[dict]:
+    """The steps a request with ``snapshot`` takes through ``nodes``, in order, without side effects.
+
+    Each approval or cc node on the way is ``{"type", "key"}``; each condition is
+    ``{"type": "condition", "key", "branch": index, "name", "default": bool, "checked": [{"index",
+    "name", "matched"}], "not_taken": [node keys of the other branches]}``, followed by the steps of
+    the branch it chose. ``plan`` (the real start) and the designer's simulation both read this.
+    """
+    steps: list[dict] = []
+    for node in nodes:
+        if node["type"] != "condition":
+            steps.append({"type": node["type"], "key": node["key"]})
+            continue
+        branches = node.get("branches") or []
+        ruled = sorted((i for i, b in enumerate(branches) if not b.get("default")),
+                       key=lambda i: branches[i].get("priority", 0))
+        checked, chosen = [], None
+        for index in ruled:
+            matched = rules.evaluate(branches[index].get("rule") or {"all": []}, snapshot)
+            checked.append({"index": index, "name": branches[index].get("name") or "", "matched": matched})
+            if matched:
+                chosen = index
+                break
+        if chosen is None:
+            chosen = next((i for i, b in enumerate(branches) if b.get("default")), None)
+        not_taken = [n["key"] for i, b in enumerate(branches) if i != chosen
+                     for n in iter_nodes(b.get("nodes")) if n.get("type") != "condition"]
+        step = {"type": "condition", "key": node["key"], "branch": chosen, "checked": checked, "not_taken": not_taken,
+                "name": branches[chosen].get("name") or "" if chosen is not None else "",
+                "default": bool(chosen is not None and branches[chosen].get("default"))}
+        steps.append(step)
+        if chosen is not None:
+            steps += trace(branches[chosen].get("nodes") or [], snapshot)
+    return steps
+
+
 def plan(nodes, snapshot: dict) -> list[str]:
     """The keys of the approval and cc nodes a request with ``snapshot`` passes, in order."""
-    path: list[str] = []
-    for node in nodes:
-        if node["type"] == "condition":
-            branches = node.get("branches") or []
-            ruled = sorted((b for b in branches if not b.get("default")), key=lambda b: b.get("priority", 0))
-            chosen = next((b for b in ruled if rules.evaluate(b.get("rule") or {"all": []}, snapshot)), None)
-            if chosen is None:
-                chosen = next((b for b in branches if b.get("default")), None)
-            if chosen is not None:
-                path += plan(chosen.get("nodes") or [], snapshot)
-        else:
-            path.append(node["key"])
-    return path
+    return [step["key"] for step in trace(nodes, snapshot) if step["type"] != "condition"]
+
+
+def decide_node(node: dict, ids: list[int], initiator_id: int, approved_before: set[int], admin_ids) -> dict:
+    """Who gets a task at an approval node, and what happens when nobody does — without side effects.
+
+    ``ids`` are the resolved approvers, ``approved_before`` the users whose earlier approval stands
+    (dedupe), ``admin_ids`` a callable giving the administrators (asked only when needed). Returns
+    ``{"assignees": [(user_id, skip_reason or None)], "outcome", "admins", "mode"}``; ``outcome`` is
+    ``pending`` (someone must act), ``all_skipped``, ``empty_to_admin``, ``empty_approved`` or
+    ``empty_skipped``. The real walk (``_create_tasks``) and the simulation both use it.
+    """
+    deduped = approved_before if node.get("dedupe", True) else set()
+    assignees = [(user_id, "self" if user_id == initiator_id else "dedupe" if user_id in deduped else None)
+                 for user_id in ids]
+    mode = node.get("mode", "sequential")
+    if any(reason is None for _user, reason in assignees):
+        return {"assignees": assignees, "outcome": "pending", "admins": [], "mode": mode}
+    if ids:
+        return {"assignees": assignees, "outcome": "all_skipped", "admins": [], "mode": mode}
+    policy = node.get("empty", "skip")
+    if policy == "admin":
+        targets = [i for i in admin_ids() if i != initiator_id]
+        if targets:
+            return {"assignees": [], "outcome": "empty_to_admin", "admins": targets, "mode": "any"}
+        policy = "skip"
+    return {"assignees": [], "outcome": "empty_approved" if policy == "approve" else "empty_skipped",
+            "admins": [], "mode": mode}
 
 
 # Approvers ----------------------------------------------------------------------------------------
@@ -271,7 +322,7 @@ def _task_key(task: Task) -> str:
 
 def inbox_open(req: Request, task: Task) -> None:
     inbox.upsert(PLUGIN, _task_key(task), task.assignee_id, "approval", req.title, url=request_url(req.id),
-                 subject_type=SUBJECT_TYPE, subject_id=req.id, due_at=task.due_at)
+                 subject_type=SUBJECT_TYPE, subject_id=req.id, due_at=task.due_at, extra={"task_id": task.id})
 
 
 def inbox_close(task: Task, by=None, status: str = "done") -> None:
@@ -378,39 +429,33 @@ def _create_tasks(req: Request, node: dict) -> bool:
     """Tasks for an approval node; ``True`` when someone must act (else the node is passed)."""
     key = node["key"]
     ids = resolve(node["approvers"], req, key)
-    deduped = _already_approved(req, key) if node.get("dedupe", True) else set()
-    tasks, skipped = [], 0
-    for seq, user_id in enumerate(ids, start=1):
-        reason = "self" if user_id == req.initiator_id else "dedupe" if user_id in deduped else None
+    decision = decide_node(node, ids, req.initiator_id,
+                           _already_approved(req, key) if node.get("dedupe", True) else set(), admins)
+    tasks = []
+    for seq, (user_id, reason) in enumerate(decision["assignees"], start=1):
         task = Task(request_id=req.id, node_key=key, round=req.round, seq=seq, assignee_id=user_id, origin="rule",
                     status="skipped" if reason else "waiting", created_at=clock.now())
         db.session.add(task)
         if reason:
-            skipped += 1
             db.session.flush()
             log(req, "skip", None, key, task, reason=reason, user_id=user_id)
         else:
             tasks.append(task)
-    if not tasks and ids:
+    outcome = decision["outcome"]
+    if outcome == "all_skipped":
         log(req, "node_passed", None, key, reason="all_skipped")
         return False
-    if not tasks:
-        policy = node.get("empty", "skip")
-        if policy == "admin":
-            targets = [i for i in admins() if i != req.initiator_id]
-            if targets:
-                log(req, "empty_to_admin", None, key)
-                for seq, user_id in enumerate(targets, start=1):
-                    task = Task(request_id=req.id, node_key=key, round=req.round, seq=seq, assignee_id=user_id,
-                                origin="rule", status="waiting", created_at=clock.now())
-                    db.session.add(task)
-                    tasks.append(task)
-                node = {**node, "mode": "any"}
-            else:
-                policy = "skip"
-        if not tasks:
-            log(req, "empty_approved" if policy == "approve" else "empty_skipped", None, key)
-            return False
+    if outcome in ("empty_approved", "empty_skipped"):
+        log(req, outcome, None, key)
+        return False
+    if outcome == "empty_to_admin":
+        log(req, "empty_to_admin", None, key)
+        for seq, user_id in enumerate(decision["admins"], start=1):
+            task = Task(request_id=req.id, node_key=key, round=req.round, seq=seq, assignee_id=user_id,
+                        origin="rule", status="waiting", created_at=clock.now())
+            db.session.add(task)
+            tasks.append(task)
+        node = {**node, "mode": "any"}
     db.session.flush()
     mode = node.get("mode", "sequential")
     for task in tasks[:1] if mode == "sequential" else tasks:

@@ -17,9 +17,10 @@ def register_models():
 
 @hookimpl
 def register_blueprints(app):
+    from plugins.approval.designer import bp as designer_bp
     from plugins.approval.views import api_bp, bp
 
-    return [api_bp, bp]
+    return [api_bp, bp, designer_bp]
 
 
 @hookimpl

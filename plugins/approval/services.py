@@ -9,11 +9,12 @@ task is decided once however many people press the button at the same moment.
 from __future__ import annotations
 
 from datetime import datetime
+from types import SimpleNamespace
 
 from flask_babel import gettext as _
 from sqlalchemy import exists, func, or_, select, update
 
-from core import audit, clock, inbox
+from core import attachments, audit, clock, inbox
 from core.errors import BusinessRuleError, Conflict, Forbidden, NotFound, ValidationError
 from core.extensions import db
 from core.org.models import User
@@ -24,10 +25,12 @@ from plugins.approval.models import APPROVED, OPEN, CC, Delegation, Event, Flow,
 __all__ = [
     "save_flow", "publish_flow", "retire_flow", "published_flow", "start", "resubmit", "approve", "reject",
     "transfer", "add_approver", "return_to", "withdraw", "remind", "comment", "cancel", "set_delegation",
-    "sweep_time_limits", "get_request", "visible_requests", "can_act",
+    "sweep_time_limits", "get_request", "visible_requests", "can_act", "simulate", "attach", "files_of",
+    "open_file", "OWNER",
 ]
 
 INT32 = 2**31 - 1
+OWNER = "approval.request"  # the owner of a request's files in core.attachments
 
 
 class _RequestResource:
@@ -165,12 +168,16 @@ def _check_chosen(flow: Flow, chosen) -> dict:
 
 
 def start(flow_key: str, initiator: User, form: dict, subject: tuple[str, int] | None = None,
-          subject_data: dict | None = None, chosen: dict | None = None, title: str | None = None) -> Request:
-    """Start a request on the published version of ``flow_key`` (the version is pinned)."""
+          subject_data: dict | None = None, chosen: dict | None = None, title: str | None = None,
+          files: dict | None = None) -> Request:
+    """Start a request on the published version of ``flow_key`` (the version is pinned).
+
+    ``files``: ``{attachment field key: [FileStorage]}``, checked with the other fields (one bad
+    file and nothing is written) and stored under ``approval.request`` / the new request's id."""
     flow = published_flow(flow_key)
     if initiator is None or not can(initiator, "approval.request.create"):
         raise Forbidden(_("You do not have permission to do this."))
-    values = forms.clean(flow.form, form)
+    values = forms.clean(flow.form, form, files=files)
     chosen = _check_chosen(flow, chosen)
     context = snapshot(initiator, values, subject_data, chosen)
     subject_type, subject_id = subject if subject else (flow.subject_type, None)
@@ -180,6 +187,7 @@ def start(flow_key: str, initiator: User, form: dict, subject: tuple[str, int] |
                   context=context, path=engine.plan(flow.nodes, context), round=1)
     db.session.add(req)
     db.session.flush()
+    _store_uploads(req, files, initiator)
     engine.log(req, "submit", initiator, flow_version=flow.version)
     audit.record("create", resource="approval.request", record_id=req.id, summary=req.title,
                  changes={"flow": [None, f"{flow.key} v{flow.version}"]}, actor=initiator)
@@ -188,8 +196,10 @@ def start(flow_key: str, initiator: User, form: dict, subject: tuple[str, int] |
     return req
 
 
-def resubmit(actor: User, request_id: int, form: dict | None = None) -> Request:
-    """The initiator sends a returned request again, with edited values; it walks the flow anew."""
+def resubmit(actor: User, request_id: int, form: dict | None = None, files: dict | None = None) -> Request:
+    """The initiator sends a returned request again, with edited values; it walks the flow anew.
+
+    Attachment fields keep the files whose ids ``form`` lists and gain ``files`` (as in ``start``)."""
     req = _locked(request_id)
     if req.initiator_id != actor.id:
         raise Forbidden(_("Only the initiator can resubmit a request."))
@@ -197,9 +207,11 @@ def resubmit(actor: User, request_id: int, form: dict | None = None) -> Request:
         return req  # already resubmitted
     if req.status != "returned":
         raise BusinessRuleError(_("Only a request returned to you can be resubmitted."))
-    values = forms.clean(req.flow.form, form) if form is not None else req.context["form"]
-    context = {**req.context, "form": values}
-    req.context = context
+    values = forms.clean(req.flow.form, form, files=files, known=_known(req)) if form is not None \
+        else req.context["form"]
+    req.context = {**req.context, "form": values}
+    _store_uploads(req, files if form is not None else None, actor)
+    context = req.context
     req.path = engine.plan(req.flow.nodes, context)
     req.status = "running"
     inbox.close(engine.PLUGIN, f"request:{req.id}:resubmit", by=actor)
@@ -208,6 +220,50 @@ def resubmit(actor: User, request_id: int, form: dict | None = None) -> Request:
     engine.enter(req, 0, actor)
     db.session.flush()
     return req
+
+
+# Simulation ---------------------------------------------------------------------------------------
+
+
+def simulate(actor, flow_id: int, initiator_id, form: dict, chosen: dict | None = None) -> dict:
+    """What would happen if ``initiator_id`` submitted ``form`` on flow version ``flow_id`` (a draft
+    too): the branch each condition takes, who approves each node, which nodes are skipped and why.
+
+    Writes nothing. It walks the same functions as ``start`` (``engine.trace``, ``engine.resolve``,
+    ``engine.decide_node``), so it cannot drift from what a real request does. One assumption: for
+    dedupe, approvers of earlier 依次/会签 nodes count as having approved (of a 或签 node nobody
+    does, since who will act is not known). Returns ``{"path": [key], "steps": [step], "form": values}``.
+    """
+    _require_manage(actor)
+    flow = db.session.get(Flow, flow_id) if isinstance(flow_id, int) and 0 < flow_id <= INT32 else None
+    if flow is None:
+        raise NotFound(_("Not found."))
+    initiator = _target_user(initiator_id, "initiator_id")
+    # No files in a simulation: an attachment field never decides a path, so it is not required here.
+    values = forms.clean([{**f, "required": False} if f.get("type") == "attachment" else f for f in flow.form], form)
+    chosen = _check_chosen(flow, chosen)
+    context = snapshot(initiator, values, None, chosen)
+    stand_in = SimpleNamespace(initiator_id=initiator.id, context=context)
+    nodes = engine.node_map(flow)
+    approved_before: set[int] = set()
+    steps = []
+    for step in engine.trace(flow.nodes, context):
+        node = nodes[step["key"]]
+        step = {**step, "name": node.get("name") or step.get("name") or step["key"]} if step["type"] != "condition" \
+            else {**step, "label": node.get("name") or step["key"]}
+        cc = []
+        for spec in node.get("cc") or ():
+            cc += engine.resolve(spec, stand_in, step["key"])
+        step["cc"] = [u for u in dict.fromkeys(cc) if u != initiator.id]
+        if step["type"] == "approval":
+            decision = engine.decide_node(node, engine.resolve(node["approvers"], stand_in, step["key"]),
+                                          initiator.id, approved_before, engine.admins)
+            step.update(decision)
+            acting = [u for u, reason in decision["assignees"] if reason is None]
+            if decision["outcome"] == "pending" and decision["mode"] in ("sequential", "all"):
+                approved_before.update(acting)
+        steps.append(step)
+    return {"path": [s["key"] for s in steps if s["type"] != "condition"], "steps": steps, "form": values}
 
 
 # Reading ------------------------------------------------------------------------------------------
@@ -465,18 +521,102 @@ def remind(actor: User, request_id: int) -> int:
     for task in pending:
         inbox.upsert(engine.PLUGIN, f"task:{task.id}:remind", task.assignee_id, "reminder",
                      _("Reminder: %(title)s", title=req.title), url=engine.request_url(req.id),
-                     subject_type=engine.SUBJECT_TYPE, subject_id=req.id, reopen=True)
+                     subject_type=engine.SUBJECT_TYPE, subject_id=req.id, reopen=True, extra={"task_id": task.id})
     engine.log(req, "remind", actor, req.current_node, users=[t.assignee_id for t in pending])
     return len(pending)
 
 
-def comment(actor: User, request_id: int, text: str) -> Event:
-    """Add a comment to the timeline of a request ``actor`` may read."""
-    text = _comment(text)
-    if not text:
-        raise _fields_error({"comment": [_("Missing data for required field.")]})
+def comment(actor: User, request_id: int, text: str, files: list | None = None) -> Event:
+    """Add a comment to the timeline of a request ``actor`` may read, with files if given (text,
+    files or both). The files are the request's attachments; the event lists them (``details.files``)."""
     req = get_request(actor, request_id)
-    return engine.log(req, "comment", actor, req.current_node, comment=text)
+    text = _comment(text)
+    files = _checked_files(files, "files")
+    if not text and not files:
+        raise _fields_error({"comment": [_("Missing data for required field.")]})
+    stored = [_ref(attachments.store(OWNER, req.id, f, actor)) for f in files]
+    details = {"files": stored} if stored else {}
+    return engine.log(req, "comment", actor, req.current_node, comment=text, **details)
+
+
+# Files --------------------------------------------------------------------------------------------
+
+
+def _ref(attachment) -> dict:
+    return {"id": attachment.id, "name": attachment.filename}
+
+
+def _known(req: Request) -> dict[int, str]:
+    return {a.id: a.filename for a in attachments.rows(OWNER, req.id)}
+
+
+def _checked_files(files, field: str) -> list:
+    """The non-empty uploads of ``files``, every one checked (``ValidationError`` on ``field``)."""
+    files = [f for f in (files or ()) if f is not None and getattr(f, "filename", None)]
+    if len(files) > forms.FILES_MAX:
+        raise _fields_error({field: [_("Attach at most %(max)s files.", max=forms.FILES_MAX)]})
+    messages = []
+    for upload in files:
+        try:
+            attachments.check(upload)
+        except ValidationError as exc:
+            messages += [f"{attachments.clean_filename(upload.filename)}: {m}" for m in exc.fields.get("file", [exc.message])]
+    if messages:
+        raise _fields_error({field: messages})
+    return files
+
+
+def _store_uploads(req: Request, files: dict | None, actor: User) -> None:
+    """Store a form's checked uploads for ``req`` and add them to its attachment fields."""
+    form = dict(req.context.get("form") or {})
+    changed = False
+    for key, items in (files or {}).items():
+        for upload in items:
+            if upload is None or not getattr(upload, "filename", None):
+                continue
+            form[key] = list(form.get(key) or []) + [_ref(attachments.store(OWNER, req.id, upload, actor))]
+            changed = True
+    if changed:
+        req.context = {**req.context, "form": form}
+
+
+def attach(actor: User, request_id: int, field: str, files: list) -> list[dict]:
+    """The initiator adds files to an attachment field of their request while it is running or
+    returned (how API clients, which start requests with JSON, attach files); returns the new
+    ``[{"id", "name"}]``. The timeline shows it (``attach``), the audit log has each file."""
+    req = _locked(request_id)
+    if req.initiator_id != actor.id:
+        if db.session.scalar(select(func.count()).select_from(Request).where(Request.id == req.id, visibility(actor))):
+            raise Forbidden(_("Only the initiator can add files to a request."))
+        raise NotFound(_("Not found."))
+    if req.status not in ("running", "returned"):
+        raise BusinessRuleError(_("This request is already decided."))
+    kinds = {f["key"]: f["type"] for f in req.flow.form}
+    if kinds.get(field) != "attachment":
+        raise _fields_error({"field": [_("Choose an attachment field of this form.")]})
+    files = _checked_files(files, "file")
+    if not files:
+        raise _fields_error({"file": [_("Choose a file to upload.")]})
+    if len(req.context.get("form", {}).get(field) or []) + len(files) > forms.FILES_MAX:
+        raise _fields_error({"file": [_("Attach at most %(max)s files.", max=forms.FILES_MAX)]})
+    before = len(req.context.get("form", {}).get(field) or [])
+    _store_uploads(req, {field: files}, actor)
+    added = req.context["form"][field][before:]
+    engine.log(req, "attach", actor, req.current_node, field=field, files=added)
+    db.session.flush()
+    return added
+
+
+def files_of(req: Request) -> list:
+    """Every file of a request the caller may read (fields and comments), oldest first."""
+    return attachments.rows(OWNER, req.id)
+
+
+def open_file(user: User, request_id: int, attachment_id) -> attachments.Download:
+    """A file of a request ``user`` may read (``get_request``), with its bytes; audited.
+    ``NotFound`` for a request they may not read and for a file of another request."""
+    req = get_request(user, request_id)
+    return attachments.open_stored(OWNER, req.id, attachment_id, user)
 
 
 # Delegation ---------------------------------------------------------------------------------------
@@ -548,7 +688,7 @@ def sweep_time_limits(now: datetime | None = None) -> int:
             task.reminded_at = now
             inbox.upsert(engine.PLUGIN, f"task:{task.id}:overdue", task.assignee_id, "reminder",
                          _("Overdue: %(title)s", title=req.title), url=engine.request_url(req.id),
-                         subject_type=engine.SUBJECT_TYPE, subject_id=req.id)
+                         subject_type=engine.SUBJECT_TYPE, subject_id=req.id, extra={"task_id": task.id})
             engine.log(req, "overdue_remind", None, task.node_key, task)
         db.session.flush()
     return handled

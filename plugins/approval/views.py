@@ -11,9 +11,10 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
-from core import clock
+from core import attachments, clock
 from core.api.helpers import envelope, json_body, page_args
 from core.errors import DomainError, ValidationError
+from core.web.discussion import download_response
 from core.extensions import db
 from core.org.models import User
 from core.permissions import can, require
@@ -55,7 +56,29 @@ def dump_request(req: Request, full: bool = True) -> dict:
     if full:
         data.update(form=req.context.get("form", {}), path=req.path,
                     tasks=[dump_task(t) for t in services.tasks_of(req)],
-                    timeline=[dump_event(e) for e in services.timeline(req)])
+                    timeline=[dump_event(e) for e in services.timeline(req)],
+                    attachments=[attachments.dump(a) for a in services.files_of(req)])
+    return data
+
+
+def _upload_fields(definition: list) -> dict:
+    """The uploaded files of a multipart request, per attachment field of ``definition``."""
+    return {item["key"]: request.files.getlist(item["key"]) for item in definition
+            if item.get("type") == "attachment" and item["key"] in request.files}
+
+
+def _multipart() -> bool:
+    return request.mimetype == "multipart/form-data"
+
+
+def _multipart_json(name: str = "payload") -> dict:
+    """The JSON object sent as the text part ``name`` of a multipart request (a 400 otherwise)."""
+    try:
+        data = json.loads(request.form.get(name, ""))
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise DomainError(_("Send the request's JSON object as the form part %(name)s.", name=name))
     return data
 
 
@@ -105,9 +128,13 @@ def api_publish_flow(flow_id: int):
 @api_bp.post("/requests")
 @login_required
 def api_start():
-    data = load(schemas.RequestIn(), json_body())
+    """Start a request: a JSON body, or ``multipart/form-data`` with the same JSON object as the
+    part ``payload`` and each attachment field's files as parts named by the field's key.
+    (Or start with JSON and add files later: ``POST /requests/<id>/attachments``.)"""
+    data = load(schemas.RequestIn(), _multipart_json() if _multipart() else json_body())
+    files = _upload_fields(services.published_flow(data["flow_key"]).form) if _multipart() else None
     req = services.start(data["flow_key"], current_user, data["form"], chosen=data["chosen"] or None,
-                         title=data["title"])
+                         title=data["title"], files=files)
     db.session.commit()
     return jsonify(dump_request(req)), 201
 
@@ -143,7 +170,10 @@ def _request_action(request_id: int, action: str, data: dict):
         services.remind(current_user, request_id)
         return services.get_request(current_user, request_id)
     if action == "comments":
-        services.comment(current_user, request_id, load(schemas.CommentIn(), data)["comment"])
+        if _multipart():
+            services.comment(current_user, request_id, request.form.get("comment", ""), request.files.getlist("files"))
+        else:
+            services.comment(current_user, request_id, load(schemas.CommentIn(), data)["comment"])
         return services.get_request(current_user, request_id)
     abort(404)
 
@@ -151,8 +181,13 @@ def _request_action(request_id: int, action: str, data: dict):
 @api_bp.post("/requests/<int:request_id>/<action>")
 @login_required
 def api_request_action(request_id: int, action: str):
-    """``withdraw``, ``resubmit`` (with ``form``), ``remind``, ``comments`` (with ``comment``)."""
-    req = _request_action(request_id, action, json_body() if request.content_length else {})
+    """``withdraw``, ``resubmit`` (with ``form``), ``remind``, ``comments`` (with ``comment``; or
+    ``multipart/form-data`` with a ``comment`` part and ``files`` parts, one per file)."""
+    if action == "comments" and _multipart():
+        data = {}
+    else:
+        data = json_body() if request.content_length else {}
+    req = _request_action(request_id, action, data)
     db.session.commit()
     return jsonify(dump_request(services.get_request(current_user, req.id)))
 
@@ -186,6 +221,33 @@ def api_task_action(task_id: int, action: str):
     return jsonify({"task": dump_task(task), "request": dump_request(services.get_request(current_user, task.request_id))})
 
 
+@api_bp.get("/requests/<int:request_id>/attachments")
+@login_required
+def api_files(request_id: int):
+    """Every file of a request the caller may read (form fields and comments)."""
+    req = services.get_request(current_user, request_id)
+    rows = services.files_of(req)
+    return jsonify({"items": [attachments.dump(a) for a in rows], "total": len(rows)})
+
+
+@api_bp.post("/requests/<int:request_id>/attachments")
+@login_required
+def api_attach(request_id: int):
+    """The initiator adds files to an attachment field of a running or returned request:
+    ``multipart/form-data`` with ``field`` (the field's key) and one or more ``file`` parts."""
+    added = services.attach(current_user, request_id, request.form.get("field", ""), request.files.getlist("file"))
+    db.session.commit()
+    return jsonify({"items": added, "request": dump_request(services.get_request(current_user, request_id))}), 201
+
+
+@api_bp.get("/requests/<int:request_id>/attachments/<int:attachment_id>")
+@login_required
+def api_download(request_id: int, attachment_id: int):
+    download = services.open_file(current_user, request_id, attachment_id)
+    db.session.commit()  # the audit entry, before the bytes go out
+    return download_response(download)
+
+
 @api_bp.post("/delegations")
 @login_required
 def api_delegate():
@@ -209,7 +271,7 @@ def start_index():
     return render_template("approval/start.html", flows=flows)
 
 
-def _form_values(definition: list, form) -> dict:
+def form_values(definition: list, form) -> dict:
     """Page form fields → the values the flow's form schema expects (empty inputs are left out)."""
     values = {}
     for item in definition:
@@ -226,10 +288,10 @@ def _form_values(definition: list, form) -> dict:
                     rows.append({k: v for k, v in row.items() if v})
             if rows:
                 values[key] = rows
-        elif kind == "attachment":
-            names = [line.strip() for line in form.get(key, "").splitlines() if line.strip()]
-            if names:
-                values[key] = names
+        elif kind == "attachment":  # files already attached that the form keeps; new ones are uploads
+            ids = [int(v) for v in form.getlist(key) if v.isdigit() and len(v) < 11] if hasattr(form, "getlist") else []
+            if ids:
+                values[key] = ids
         else:
             raw = form.get(key, "").strip()
             if raw == "":
@@ -248,9 +310,9 @@ def start_form(key: str):
     flow = services.published_flow(key)
     errors, values = {}, {}
     if request.method == "POST":
-        values = _form_values(flow.form, request.form)
+        values = form_values(flow.form, request.form)
         try:
-            req = services.start(flow.key, current_user, values)
+            req = services.start(flow.key, current_user, values, files=_upload_fields(flow.form))
         except ValidationError as exc:
             db.session.rollback()
             errors = exc.fields
@@ -260,8 +322,40 @@ def start_form(key: str):
             return redirect(url_for("approval.detail", request_id=req.id))
     users = db.session.scalars(select(User).where(User.active).order_by(User.username)).all() \
         if any(f["type"] == "user" for f in flow.form) else []
-    return render_template("approval/form.html", flow=flow, errors=errors, values=values, users=users), \
-        422 if errors else 200
+    return render_template("approval/form.html", flow=flow, errors=errors, values=values, users=users,
+                           upload=_upload_hint()), 422 if errors else 200
+
+
+def _upload_hint() -> dict:
+    return {"accept": attachments.accept_attribute(), "max_mb": attachments.max_mb(),
+            "types": ", ".join(k.name for k in attachments.kinds())}
+
+
+@bp.route("/requests/<int:request_id>/resubmit", methods=["GET", "POST"])
+@login_required
+def resubmit_form(request_id: int):
+    """The initiator edits a request returned to them and sends it through the flow again."""
+    req = services.get_request(current_user, request_id)
+    if req.initiator_id != current_user.id or req.status != "returned":
+        flash(_("Only a request returned to you can be resubmitted."), "warning")
+        return redirect(url_for("approval.detail", request_id=req.id))
+    errors, values = {}, dict(req.context.get("form") or {})
+    known = {a.id: a.filename for a in services.files_of(req)}
+    if request.method == "POST":
+        values = form_values(req.flow.form, request.form)
+        try:
+            services.resubmit(current_user, req.id, values, files=_upload_fields(req.flow.form))
+        except ValidationError as exc:
+            db.session.rollback()
+            errors = exc.fields
+        else:
+            db.session.commit()
+            flash(_("Resubmitted."), "success")
+            return redirect(url_for("approval.detail", request_id=req.id))
+    users = db.session.scalars(select(User).where(User.active).order_by(User.username)).all() \
+        if any(f["type"] == "user" for f in req.flow.form) else []
+    return render_template("approval/form.html", flow=req.flow, req=req, errors=errors, values=values, users=users,
+                           upload=_upload_hint(), known=known), 422 if errors else 200
 
 
 @bp.get("/mine")
@@ -288,8 +382,17 @@ def detail(request_id: int):
     users = db.session.scalars(select(User).where(User.active, User.id != req.initiator_id)
                                .order_by(User.username)).all() if task is not None else []
     return render_template("approval/detail.html", req=req, events=events, tasks=tasks, people=people, task=task,
-                           earlier=earlier, nodes=nodes, users=users, now=clock.now(),
+                           earlier=earlier, nodes=nodes, users=users, now=clock.now(), upload=_upload_hint(),
                            can_withdraw=req.initiator_id == current_user.id and req.status in ("running", "returned"))
+
+
+@bp.get("/requests/<int:request_id>/files/<int:attachment_id>")
+@login_required
+def download(request_id: int, attachment_id: int):
+    """A file of a request the viewer may see (initiator, approvers, CC, admins); 404 for anyone else."""
+    result = services.open_file(current_user, request_id, attachment_id)
+    db.session.commit()  # the audit entry, before the bytes go out
+    return download_response(result)
 
 
 def _node_names(req):
@@ -313,7 +416,7 @@ def act(request_id: int):
             elif action == "resubmit":
                 services.resubmit(current_user, request_id)
             else:
-                services.comment(current_user, request_id, comment)
+                services.comment(current_user, request_id, comment, request.files.getlist("files"))
         else:
             task_id = request.form.get("task_id", "")
             if not task_id.isdigit() or len(task_id) > 10:

@@ -28,9 +28,11 @@ def register_resources():
 
 @hookimpl
 def register_blueprints(app):
+    from plugins.crm.insight import bp as insight_bp
+    from plugins.crm.pages import bp as pages_bp
     from plugins.crm.views import api_bp
 
-    return [api_bp]
+    return [api_bp, insight_bp, pages_bp]
 
 
 def _grants(objects, actions, scope) -> dict:
@@ -53,7 +55,7 @@ def register_roles():
         RoleTemplate("sales_rep", grants=rep),
         RoleTemplate("sales_manager", grants=manager),
         RoleTemplate("gm", grants={**_grants(OBJECTS, ("read", "export"), "all"), "crm.customer.transfer": "all"}),
-        RoleTemplate("finance", grants={**_grants(("order",), ("read", "export"), "all"),
+        RoleTemplate("finance", grants={**_grants(("order",), ("read", "export", "invoice"), "all"),
                                         **_grants(("customer", "contact"), ("read",), "all")},
                      field_rules=MASKED_CONTACT),
         RoleTemplate("legal", grants=_grants(("customer", "contact", "opportunity"), ("read",), "all"),
@@ -69,6 +71,12 @@ def register_menu(user):
     items = [MenuItem(f"crm.{r.plural}", r.label_plural, "records.list_page", order=30 + i,
                       params={"plugin": "crm", "plural": r.plural})
              for i, r in enumerate(RESOURCES) if can(user, r.permission("read"))]
+    from plugins.crm.insight import readable_reports
+
+    if readable_reports(user):
+        items.append(MenuItem("crm.reports", _l("CRM reports"), "crm_insight.reports_page", order=30 + len(RESOURCES)))
+    if can(user, "crm.opportunity.read"):
+        items.append(MenuItem("crm.kanban", _l("Opportunity board"), "crm_pages.kanban", order=29))
     return items
 
 
@@ -92,13 +100,31 @@ def register_jobs():
     from plugins.crm.services import assign_leads
 
     return [PeriodicJob("crm.recycle_pool", lambda: recycle_pool(), every="30 2 * * *"),
-            PeriodicJob("crm.assign_leads", lambda: assign_leads(), every=timedelta(minutes=5))]
+            PeriodicJob("crm.assign_leads", lambda: assign_leads(), every=timedelta(minutes=5)),
+            PeriodicJob("crm.ticket_sla", _escalate_tickets, every=timedelta(minutes=5))]
+
+
+def _escalate_tickets():
+    from plugins.crm.sales import escalate_overdue_tickets
+
+    escalate_overdue_tickets()
+
+
+@hookimpl
+def approval_decided(request, outcome):
+    """The contract approval's outcome moves the opportunity on (or back, with the reason)."""
+    from plugins.crm.sales import on_approval_decided
+
+    on_approval_decided(request, outcome)
 
 
 @hookimpl
 def demo_data(company):
-    """Sample CRM records, when the demo asks for sample records (``DEMO_RECORDS``)."""
+    """The contract approval flow (always) and sample CRM records, when the demo asks for them (``DEMO_RECORDS``)."""
     from plugins.crm.demo import create_demo_data
+    from plugins.crm.sales import ensure_contract_flow
+
+    ensure_contract_flow()
 
     if not company.records:
         return

@@ -97,6 +97,8 @@ class Opportunity(_Record, db.Model):
     stage: Mapped[str] = mapped_column(String(30), nullable=False, default="initial")
     probability: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=10)
     lost_reason: Mapped[str] = mapped_column(String(300), nullable=False, default="")
+    #: Why the last contract approval was rejected (kept until the next approval starts).
+    rejection_reason: Mapped[str] = mapped_column(String(500), nullable=False, default="")
 
     @validates("stage")
     def _stage_sets_probability(self, _key, stage):
@@ -117,11 +119,15 @@ class Order(_Record, db.Model):
     amount: Mapped[Decimal] = mapped_column(Numeric(18, 2), nullable=False, default=Decimal("0"))
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="draft")
     lines: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: "" (none yet), "requested" (the order was confirmed: finance has an invoice request), "issued".
+    invoice_status: Mapped[str] = mapped_column(String(20), nullable=False, default="")
+    invoice_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Ticket(_Record, db.Model):
     __tablename__ = "crm_ticket"
-    __table_args__ = (*OwnedMixin.scope_indexes("crm_ticket"),)
+    __table_args__ = (*OwnedMixin.scope_indexes("crm_ticket"), Index("ix_crm_ticket_status_sla", "status", "sla_due_at"))
 
     customer_id: Mapped[int | None] = _customer_fk()
     subject: Mapped[str] = mapped_column(String(200), nullable=False)
@@ -132,6 +138,8 @@ class Ticket(_Record, db.Model):
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="open")
     resolution: Mapped[str] = mapped_column(Text, nullable=False, default="")
     satisfaction: Mapped[int | None] = mapped_column(Integer)
+    #: When the overdue ticket was escalated to the assignee's team lead (once).
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 MODELS = (Customer, Contact, FollowUp, Lead, Opportunity, Order, Ticket)

@@ -4,8 +4,8 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 
 from core.plugins import Permission
-from core.resources import Resource
-from plugins.crm import creditcode, schemas
+from core.resources import DetailLink, Resource
+from plugins.crm import creditcode, sales, schemas
 from plugins.crm.models import Contact, Customer, FollowUp, Lead, Opportunity, Order, Ticket
 
 
@@ -24,6 +24,7 @@ CUSTOMER = Resource(
     sort_fields=("name", "level", "province", "updated_at", "created_at"),
     natural_key="credit_code",
     example=_customer_example,
+    detail_links=(DetailLink(_l("Customer 360"), "crm_insight.customer360_page"),),
     extra_permissions=(
         Permission("crm.customer.claim", _l("Customers: claim from the public pool")),
         Permission("crm.customer.merge", _l("Customers: merge duplicates")),
@@ -63,6 +64,7 @@ LEAD = Resource(
     sort_fields=("name", "status", "updated_at", "created_at"),
     example=lambda n: {"name": f"刘先生{n}", "company": f"杭州线索贸易有限公司{n}", "mobile": f"1391234{n:04d}",
                        "source": "官网表单", "province": "浙江"},
+    detail_links=(DetailLink(_l("Convert to customer"), "crm_pages.convert_lead", "crm.lead.convert"),),
     extra_permissions=(Permission("crm.lead.assign", _l("Leads: assign")),
                        Permission("crm.lead.convert", _l("Leads: convert to a customer"))),
 )
@@ -76,6 +78,8 @@ OPPORTUNITY = Resource(
     sort_fields=("name", "amount", "stage", "expected_close", "updated_at"),
     example=lambda n: {"name": f"年度框架采购项目{n}", "amount": "120000.00", "stage": "initial",
                        "expected_close": "2026-06-30"},
+    before_write=sales.opportunity_before_write,
+    before_delete=sales.opportunity_before_delete,
 )
 
 ORDER = Resource(
@@ -88,6 +92,8 @@ ORDER = Resource(
     natural_key="number",
     example=lambda n: {"number": f"SO-EXAMPLE-{n:05d}", "amount": "3000.00",
                        "lines": [{"product": "服务器", "quantity": "2", "price": "1500.00"}]},
+    extra_permissions=(Permission("crm.order.invoice", _l("Sales orders: mark the invoice issued")),),
+    before_write=sales.order_before_write,
 )
 
 TICKET = Resource(
@@ -98,6 +104,7 @@ TICKET = Resource(
     search_fields=("subject",),
     sort_fields=("subject", "priority", "status", "sla_due_at", "updated_at"),
     example=lambda n: {"subject": f"设备安装咨询{n}", "kind": "inquiry", "priority": "normal"},
+    before_write=sales.ticket_before_write,
 )
 
 RESOURCES = (CUSTOMER, CONTACT, FOLLOWUP, LEAD, OPPORTUNITY, ORDER, TICKET)

@@ -167,6 +167,7 @@ class OpportunitySchema(_Owned):
     stage = fields.String(load_default="initial", metadata=_label(_l("Stage")))
     probability = fields.Integer(dump_only=True, metadata=_label(_l("Probability (%)")))
     lost_reason = fields.String(load_default="", validate=length(300), metadata=_label(_l("Lost reason")))
+    rejection_reason = fields.String(dump_only=True, metadata=_label(_l("Contract rejection reason")))
     related = {"customer_id": "crm.customer"}
 
     @validates_schema
@@ -177,8 +178,14 @@ class OpportunitySchema(_Owned):
 
 class OrderLineSchema(Schema):
     product = fields.String(required=True, validate=length(200, 1), metadata=_label(_l("Product")))
-    quantity = fields.Decimal(places=4, as_string=True, required=True, metadata=_label(_l("Quantity")))
-    price = fields.Decimal(places=2, as_string=True, required=True, metadata=_label(_l("Unit price")))
+    quantity = fields.Decimal(places=4, as_string=True, required=True, metadata=_label(_l("Quantity")),
+                              validate=marshmallow.validate.Range(min=0, min_inclusive=False,
+                                                                  error=_l("Must be greater than {min}.")))
+    price = fields.Decimal(places=2, as_string=True, required=True, metadata=_label(_l("Unit price")),
+                           validate=marshmallow.validate.Range(min=0, error=_l("Must be at least {min}.")))
+    #: Computed (quantity × unit price, to the cent) when the order is saved; what a client sends is ignored.
+    amount = fields.Decimal(places=2, as_string=True, allow_none=True, load_default=None,
+                            metadata=_label(_l("Line amount")))
 
 
 class OrderSchema(_Owned):
@@ -192,6 +199,9 @@ class OrderSchema(_Owned):
     status = fields.String(load_default="draft", validate=one_of(ORDER_STATUSES), metadata=_label(_l("Status")))
     lines = fields.List(fields.Nested(OrderLineSchema), load_default=list, validate=length(200),
                         metadata=_label(_l("Order lines")))
+    confirmed_at = fields.DateTime(dump_only=True, metadata=_label(_l("Confirmed at")))
+    invoice_status = fields.String(dump_only=True, metadata=_label(_l("Invoice")))
+    invoice_issued_at = fields.DateTime(dump_only=True, metadata=_label(_l("Invoice issued at")))
     related = {"customer_id": "crm.customer", "opportunity_id": "crm.opportunity"}
 
     def load(self, data, *args, **kwargs):
@@ -214,4 +224,5 @@ class TicketSchema(_Owned):
     satisfaction = fields.Integer(allow_none=True, load_default=None,
                                   validate=marshmallow.validate.Range(1, 5, error=_l("Enter a number between {min} and {max}.")),
                                   metadata=_label(_l("Satisfaction (1-5)")))
+    escalated_at = fields.DateTime(dump_only=True, metadata=_label(_l("Escalated at")))
     related = {"customer_id": "crm.customer"}

@@ -295,7 +295,8 @@ def assign_leads(actor=None, lead_ids=None) -> dict[int, int]:
 def convert_lead(user, lead_id: int, opportunity: dict | None = None) -> dict:
     """Turn a lead into a customer, its primary contact and (when given) an opportunity, in one transaction.
 
-    ``opportunity`` holds at least ``name`` (and ``amount``, ``stage``...). Returns the new ids.
+    ``opportunity`` holds at least ``name`` (and ``amount``, ``stage``...); its field errors come back
+    under ``fields["opportunity"]``. Returns the new ids.
     Everything is created through the resources, so scopes, validation and the audit apply.
     """
     from plugins.crm.resources import CONTACT, CUSTOMER, LEAD, OPPORTUNITY
@@ -315,7 +316,10 @@ def convert_lead(user, lead_id: int, opportunity: dict | None = None) -> dict:
                                                  "is_primary": True, "customer_id": customer.id})
         opp = None
         if opportunity:
-            opp = records.create(OPPORTUNITY, user, {**opportunity, "customer_id": customer.id})
+            try:
+                opp = records.create(OPPORTUNITY, user, {**opportunity, "customer_id": customer.id})
+            except ValidationError as exc:  # its fields are the opportunity's, not the customer's
+                raise ValidationError(exc.message, fields={"opportunity": exc.fields}) from exc
         before = records.snapshot(LEAD, lead)
         lead.status, lead.customer_id = "converted", customer.id
         db.session.flush()

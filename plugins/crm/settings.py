@@ -28,6 +28,20 @@ DEFAULTS = {
     "LEAD_CAPACITY": 50,
     # [{"province": "上海", "source": "", "users": ["sales1"]}, ...]; the first rule matching a lead decides.
     "ASSIGN_RULES": (),
+    # Contract approval: the stage that starts it, the approval flow's key, and where a rejection sends it back.
+    "CONTRACT_STAGE": "contract",
+    "CONTRACT_FLOW": "contract",
+    "REJECTED_STAGE": "proposal",
+    # Who gets the invoice request (开票申请) of a confirmed order: everyone with this role...
+    "INVOICE_ROLE": "finance",
+    # ...or, when not empty, these usernames (a finance group).
+    "INVOICE_USERS": (),
+    # Service tickets: hours from creation to the SLA due time, per priority.
+    "SLA_HOURS": {"urgent": 4, "high": 8, "normal": 24, "low": 72},
+    # Public lead form: seconds a human needs at least, hours a form stays valid, submissions per IP.
+    "LEAD_FORM_MIN_SECONDS": 3,
+    "LEAD_FORM_MAX_HOURS": 24,
+    "LEAD_FORM_RATE": "5 per hour",
 }
 
 

@@ -110,3 +110,60 @@ def handover():
     moved = services.hand_over(current_user, _int(body, "from_user_id"), _int(body, "to_user_id"))
     db.session.commit()
     return jsonify({"moved": moved})
+
+
+# Sales path: the kanban's stage move, orders from won opportunities, invoice requests -----------
+
+
+@api_bp.post("/opportunities/<int:record_id>/stage")
+@login_required
+def move_stage(record_id: int):
+    """Move an opportunity to another stage at the version the client saw (409 when stale)."""
+    from plugins.crm import sales
+    from plugins.crm.resources import OPPORTUNITY
+
+    body = json_body()
+    lost_reason = body.get("lost_reason")
+    if lost_reason is not None and not isinstance(lost_reason, str):
+        raise ValidationError(_("Please correct the highlighted fields."), fields={"lost_reason": [_("Not a valid string.")]})
+    opp = sales.move_stage(current_user, record_id, body.get("stage"), body.get("version"), lost_reason)
+    db.session.commit()
+    return jsonify(records.dump(OPPORTUNITY, current_user, opp))
+
+
+@api_bp.post("/opportunities/<int:record_id>/orders")
+@login_required
+def create_order(record_id: int):
+    from plugins.crm import sales
+    from plugins.crm.resources import ORDER
+
+    body = json_body()
+    number = body.get("number")
+    if number is not None and not isinstance(number, str):
+        raise ValidationError(_("Please correct the highlighted fields."), fields={"number": [_("Not a valid string.")]})
+    order = sales.create_order(current_user, record_id, body.get("lines") or [], number)
+    db.session.commit()
+    return jsonify(records.dump(ORDER, current_user, order)), 201
+
+
+@api_bp.post("/orders/<int:record_id>/confirm")
+@login_required
+def confirm_order(record_id: int):
+    from plugins.crm import sales
+    from plugins.crm.resources import ORDER
+
+    body = json_body()
+    order = sales.confirm_order(current_user, record_id, body.get("version"))
+    db.session.commit()
+    return jsonify(records.dump(ORDER, current_user, order))
+
+
+@api_bp.post("/orders/<int:record_id>/invoice-issued")
+@login_required
+def invoice_issued(record_id: int):
+    from plugins.crm import sales
+    from plugins.crm.resources import ORDER
+
+    order = sales.issue_invoice(current_user, record_id)
+    db.session.commit()
+    return jsonify(records.dump(ORDER, current_user, order))

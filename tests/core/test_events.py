@@ -188,3 +188,30 @@ def test_a_malformed_job_schedule_is_refused_naming_the_job(make_app, install_pl
 
     with pytest.raises(PluginError, match="badjob.tick"):
         jobs.periodic_jobs(app)
+
+
+def test_webhooks_get_nothing_from_a_rolled_back_transaction_and_exactly_one_delivery_from_a_committed_one(notes_app):
+    from core import jobs, webhooks
+    from core.webhooks.models import Webhook, WebhookDelivery
+
+    from tests.core.webhook_receiver import Receiver
+
+    receiver = Receiver()
+    try:
+        with notes_app.app_context():
+            db.session.add(Webhook(name="erp", url=receiver.url, events=["notes.note_created"], secret="s"))
+            db.session.commit()
+            events.emit("notes.note_created", note_id=911, title="undone", owner_id=1)
+            db.session.rollback()
+            events.emit("notes.note_created", note_id=912, title="kept", owner_id=1)
+            db.session.commit()
+            for _ in range(2):  # the worker sweeps again and again: nothing is sent twice
+                jobs.sweep_outbox()
+                webhooks.sweep()
+            assert [r.payload["note_id"] for r in outbox_rows("notes.note_created")] == [912]
+            [delivery] = db.session.scalars(select(WebhookDelivery)).all()
+            assert (delivery.event, delivery.status) == ("notes.note_created", "delivered")
+        assert [body["data"]["note_id"] for body in receiver.applied.values()] == [912]
+        assert receiver.ids == [delivery.delivery_id]
+    finally:
+        receiver.close()

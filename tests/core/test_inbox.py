@@ -67,6 +67,20 @@ def test_upsert_is_idempotent_and_unique_per_assignee(notes_app):
             inbox.upsert("notes", "x", gm, "memo", "unknown kind")
 
 
+def test_upsert_keeps_the_sources_extra_until_it_gives_a_new_one(notes_app):
+    with notes_app.app_context():
+        gm = find_user("gm")
+        todo = inbox.upsert("notes", "note:2:review", gm, "task", "Review", extra={"task_id": 7})
+        inbox.upsert("notes", "note:2:review", gm, "task", "Review (edited)")
+        db.session.commit()
+        assert db.session.get(Todo, todo.id).extra == {"task_id": 7}
+        inbox.upsert("notes", "note:2:review", gm, "task", "Review", extra={"task_id": 8})
+        db.session.commit()
+        assert db.session.get(Todo, todo.id).extra == {"task_id": 8}
+        with pytest.raises(ValueError):
+            inbox.upsert("notes", "note:2:review", gm, "task", "Review", extra=["not", "a", "dict"])
+
+
 def test_upsert_reopens_a_cancelled_item_but_leaves_a_done_one_done(notes_app):
     with notes_app.app_context():
         gm = find_user("gm")
@@ -172,7 +186,7 @@ def test_api_lists_own_items_and_completes_them(notes_app):
     assert item == {
         "id": task, "kind": "task", "plugin": "notes", "title": "Review note", "url": "/notes/5",
         "subject_type": "notes.note", "subject_id": 5, "due_at": "2026-03-02T05:30:00+00:00", "status": "open",
-        "overdue": False, "created_at": "2026-03-02T01:30:00+00:00", "done_at": None,
+        "overdue": False, "created_at": "2026-03-02T01:30:00+00:00", "done_at": None, "task_id": None, "extra": {},
     }
     assert [i["kind"] for i in gm.api("GET", "/api/v1/inbox?kind=cc").get_json()["items"]] == ["cc"]
     done = gm.api("POST", f"/api/v1/inbox/{task}/done")
@@ -267,3 +281,10 @@ def test_opening_an_item_rechecks_access_to_its_subject(notes_app):
     # Only paths on this site are followed.
     external = add(notes_app, "salesmgr", "ext", url="https://evil.example/")
     assert manager.get(f"/inbox/{external}/open").headers["Location"].endswith("/inbox")
+
+
+@pytest.mark.parametrize("url", ["https://evil.example/", "//evil.example/", "/\t/evil.example/", "/\\evil.example"])
+def test_opening_an_item_never_leaves_the_site(notes_app, url):
+    item = add(notes_app, "gm", f"away-{len(url)}", "task", url=url)
+    response = client_for(notes_app, "gm").get(f"/inbox/{item}/open")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/inbox")

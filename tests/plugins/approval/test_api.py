@@ -158,3 +158,19 @@ def test_flow_admin_page_imports_json_and_reports_errors(as_user):
     bad_rule = admin.post("/approval/flows", {"definition": '{"key": "k", "name": "K", "nodes": [{"key": "c", "type": "condition", '
                                                            '"branches": [{"rule": {"all": [{"field": "a", "op": "?", "value": 1}]}, "nodes": []}]}]}'})
     assert bad_rule.status_code == 422 and "nodes[0].branches[0].rule.all[0].op" in bad_rule.get_data(as_text=True)
+
+
+def test_inbox_api_gives_the_task_id_of_an_approval_item_so_a_client_can_act_on_it(as_user):
+    req = start_expense(as_user("sales1"), amount="100")
+    manager = as_user("salesmgr")
+    items = pending_task(manager)
+    assert len(items) == 1 and set(items[0]["extra"]) == {"task_id"}
+    task_id = items[0]["task_id"]
+    assert items[0]["extra"]["task_id"] == task_id and items[0]["subject_type"] == "approval.request"
+    assert items[0]["kind"] == "approval" and items[0]["subject_id"] == req["id"]
+    response = manager.api("POST", f"/api/v1/approval/tasks/{task_id}/approve", json={})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["request"]["id"] == req["id"]
+    assert response.get_json()["request"]["status"] == "approved"
+    done = manager.api("GET", "/api/v1/inbox?status=done").get_json()["items"]
+    assert [i["task_id"] for i in done] == [task_id]
