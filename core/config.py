@@ -36,7 +36,7 @@ DEFAULTS: dict[str, object] = {
     "PAGE_SIZE": 20,
     "DEMO_RECORDS": True,              # `yiti demo` adds each plugin's sample records (customers, ...)
     "JOBS_PATH": None,                 # huey's SQLite queue file; default instance/jobs.db (Redis when REDIS_URL)
-    "JOBS_WORKERS": 2,                 # threads `yiti worker` runs jobs in
+    "JOBS_WORKERS": 2,                 # threads `yiti worker` runs jobs in, plus one per repeating sweeper
     "OUTBOX_SWEEP_SECONDS": 10,        # how often the worker looks for deliveries that are due
     "OUTBOX_MAX_ATTEMPTS": 8,          # after this many failed tries a delivery is dead (shown to admins)
     "OUTBOX_RETRY_SECONDS": 30,        # first retry delay; doubles with every failed try

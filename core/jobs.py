@@ -243,7 +243,7 @@ def retry(message_id: int, by) -> OutboxMessage:
     from core import audit
     from core.errors import NotFound
 
-    row = db.session.get(OutboxMessage, message_id)
+    row = db.session.get(OutboxMessage, message_id) if 0 < message_id < 2**31 else None
     if row is None or row.status == "delivered":
         from flask_babel import gettext as _
 

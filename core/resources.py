@@ -406,7 +406,8 @@ def create(resource: Resource, user, data: dict):
     obj = new_record(resource, user, load_new(resource, user, data))
     db.session.add(obj)
     if resource.before_write is not None:
-        resource.before_write(user, obj, None)
+        with db.session.no_autoflush:  # a rule that reads settings must not write the row half-made
+            resource.before_write(user, obj, None)
     _must_stay_in_scope(resource, user, obj, "create")
     audit.record("create", resource=resource.key, record_id=obj.id, summary=resource.title(obj),
                  changes=audit.diff({}, snapshot(resource, obj)), actor=user)
@@ -463,7 +464,8 @@ def update(resource: Resource, user, record_id, data: dict, version: int | None 
     if "owner_id" in clean and "department_id" not in clean and hasattr(obj, "department_id"):
         obj.department_id = _department_of(obj.owner_id, user)
     if resource.before_write is not None:
-        resource.before_write(user, obj, before)
+        with db.session.no_autoflush:
+            resource.before_write(user, obj, before)
     try:
         _must_stay_in_scope(resource, user, obj, "update")
     except StaleDataError:

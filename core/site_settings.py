@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask import g, has_request_context
 from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Mapped, mapped_column
@@ -23,14 +24,27 @@ class SiteSetting(db.Model):
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("core_user.id", ondelete="SET NULL"))
 
 
+def _missing() -> set:
+    """Keys found unset in this request: a stored row stays in the session's identity map, but a
+    missing one would be asked for again on every call (once per row of an import)."""
+    return g.setdefault("_yiti_missing_settings", set()) if has_request_context() else set()
+
+
 def get_setting(key: str, default=None):
     """The stored value of ``key``, or ``default`` when it was never set."""
+    missing = _missing()
+    if key in missing:
+        return default
     row = db.session.get(SiteSetting, key)
-    return default if row is None else row.value
+    if row is None:
+        missing.add(key)
+        return default
+    return row.value
 
 
 def set_setting(key: str, value, by_id: int | None = None) -> None:
     """Store ``value`` under ``key`` in the caller's transaction."""
+    _missing().discard(key)
     row = db.session.get(SiteSetting, key)
     if row is None:
         db.session.add(SiteSetting(key=key, value=value, updated_by_id=by_id))

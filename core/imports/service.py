@@ -625,7 +625,8 @@ def check(imp: Import, resource, user, progress=None) -> Import:
 
 def get_import(import_id, user) -> Import:
     """The import ``user`` made (an administrator sees every one); otherwise ``NotFound``."""
-    imp = db.session.get(Import, import_id) if str(import_id).isdigit() else None
+    valid = str(import_id).isdigit() and 0 < int(import_id) < 2**31  # an INTEGER key: larger ids cannot exist
+    imp = db.session.get(Import, int(import_id)) if valid else None
     if imp is None or (imp.user_id != user.id and not user.is_admin):
         raise NotFound(_("Not found."))
     records.get_resource(imp.resource)  # its plugin may have been disabled since

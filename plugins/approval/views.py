@@ -1,6 +1,15 @@
 """Approval pages (发起审批, 我发起的, request detail, flows) and the REST API ``/api/v1/approval``.
 
 Handlers stay thin: parse input, call a service, commit, render.
+
+Files (``core.attachments``, owner ``approval.request``): an ``attachment`` field's value is
+``[{"id", "name"}]``. API clients either start with ``multipart/form-data`` (the JSON body as the
+part ``payload``, files as parts named by the field key) or start with JSON and then, as the
+initiator while the request is running or returned, ``POST /requests/<id>/attachments`` with
+``field`` and ``file`` parts. A comment takes files as ``multipart/form-data`` on
+``POST /requests/<id>/comments`` (``comment`` and ``files`` parts). ``GET /requests/<id>/attachments``
+lists a request's files, ``GET /requests/<id>/attachments/<n>`` downloads one (audited); both are
+404 for anyone who may not see the request.
 """
 from __future__ import annotations
 

@@ -77,9 +77,12 @@ def test_expense_goes_through_manager_finance_and_gm_and_a_returned_one_is_resub
 
     sales1.reload()
     expect(sales1.get_by_text(zh(app, "Approved"), exact=True).first).to_be_visible()
-    # sales1 is told of the outcome in the inbox (the notification centre will add its channels).
+    # sales1 is told of the outcome: an inbox item, and a notification in the centre.
     load(sales1, sales1.get_by_role("navigation").get_by_role("link", name=re.compile("^" + zh(app, "Inbox"))))
-    expect(sales1.get_by_role("link", name=zh(app, "Approved: %(title)s", title=title), exact=True)).to_be_visible()
+    outcome = zh(app, "Approved: %(title)s", title=title)
+    expect(sales1.get_by_role("link", name=outcome, exact=True)).to_be_visible()
+    sales1.goto("/notifications")
+    expect(sales1.get_by_role("main").get_by_role("link", name=outcome, exact=True).first).to_be_visible()
     save_screenshot(sales1, "sales1-outcome")
 
     # A second request: the manager returns it to sales1, who edits it and resubmits.
