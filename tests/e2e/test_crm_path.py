@@ -10,32 +10,9 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from core.extensions import db
-from tests.conftest import PASSWORD
+from tests.e2e.test_portal import load, signed_in_page as login, zh
 
 OPPORTUNITY = "华东新锐年度采购项目"
-
-
-def zh(app, msgid: str, **values) -> str:
-    from flask_babel import force_locale, gettext
-
-    with app.test_request_context(), force_locale("zh_CN"):
-        return gettext(msgid, **values)
-
-
-def load(page: Page, target) -> None:
-    with page.expect_navigation():
-        target.click()
-
-
-def login(browser, live_server, username) -> Page:
-    context = browser.new_context(base_url=live_server, locale="zh-CN", viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    page.goto("/login")
-    page.get_by_label("用户名", exact=True).fill(username)
-    page.get_by_label("密码", exact=True).fill(PASSWORD)
-    load(page, page.get_by_role("button", name="登录", exact=True))
-    return page
 
 
 def approve_from_inbox(app, browser, live_server, username):

@@ -12,6 +12,7 @@ from playwright.sync_api import Page, expect
 
 from core.extensions import db
 from tests.conftest import PASSWORD
+from tests.e2e.test_portal import load, zh
 
 pytestmark = pytest.mark.e2e
 
@@ -28,18 +29,6 @@ def app(make_app):
         create_demo_company(PASSWORD)
         db.session.commit()
     return app
-
-
-def zh(app, msgid: str) -> str:
-    from flask_babel import force_locale, gettext
-
-    with app.test_request_context(), force_locale("zh_CN"):
-        return gettext(msgid)
-
-
-def load(page: Page, target) -> None:
-    with page.expect_navigation():
-        target.click()
 
 
 def test_a_plugins_inbox_item_is_counted_opened_completed_and_moves_to_done(app, page: Page, console, save_screenshot):

@@ -15,6 +15,7 @@ from core.extensions import db
 from core.notify.models import Notification
 from tests.conftest import PASSWORD
 from tests.core.notify_fakes import RobotServer
+from tests.e2e.test_portal import load, log_in as portal_log_in, zh
 
 pytestmark = pytest.mark.e2e
 
@@ -40,23 +41,9 @@ def robot_server():
         yield fake
 
 
-def zh(app, msgid: str, **values) -> str:
-    from flask_babel import force_locale, gettext
-
-    with app.test_request_context(), force_locale("zh_CN"):
-        return gettext(msgid, **values)
-
-
-def load(page: Page, target) -> None:
-    with page.expect_navigation():
-        target.click()
-
-
 def log_in(page: Page, username: str) -> None:
     page.goto("/login")
-    page.get_by_label("用户名", exact=True).fill(username)
-    page.get_by_label("密码", exact=True).fill(PASSWORD)
-    load(page, page.get_by_role("button", name="登录", exact=True))
+    portal_log_in(page, username, PASSWORD)
 
 
 def bell(app, page: Page, unread: int):

@@ -27,6 +27,24 @@ def load(page: Page, target: Locator) -> Response | None:
     return navigation.value
 
 
+def zh(app, msgid: str, **values) -> str:
+    """``msgid`` as the Chinese interface shows it (so a test survives rewording of the catalogue)."""
+    from flask_babel import force_locale, gettext
+
+    with app.test_request_context(), force_locale("zh_CN"):
+        return gettext(msgid, **values)
+
+
+def signed_in_page(browser, live_server, username: str) -> Page:
+    """A page in a browser context of its own (a second person at their own desk), logged in."""
+    context = browser.new_context(base_url=live_server, locale="zh-CN", viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.goto("/login")
+    log_in(page, username, PASSWORD)
+    return page
+
+
 def open_menu(page: Page, name: str) -> None:
     """Open a navbar dropdown by the text on its toggle (which an open menu's item may repeat)."""
     toggle = page.get_by_role("button", name=name, exact=True).and_(page.locator("[aria-expanded]"))
