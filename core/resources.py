@@ -24,6 +24,7 @@ from core import audit
 from core.errors import Conflict, Forbidden, NotFound, ValidationError
 from core.extensions import db
 from core.permissions import require, scope_filter, scope_of
+from core.readers import row_reader
 from core.permissions.fields import apply_rules, check_writable, field_rules, read_schema
 from core.plugins.spec import Permission
 from core.registry import resources
@@ -171,6 +172,38 @@ def dump(resource: Resource, user, objs, many: bool = False):
     return apply_rules(schema.dump(objs), rules)
 
 
+def dumped(resource: Resource, user, query) -> list[dict]:
+    """The records ``query`` (a scoped ``select(resource.model)``) selects, dumped as ``user`` may see them.
+
+    The same as ``dump`` of the loaded objects, without loading them when the schema allows
+    (``core.readers``): only the columns shown are selected.
+    """
+    reader, rules = _reader(resource, user)
+    if reader is None:
+        return dump(resource, user, db.session.scalars(query).all(), many=True)
+    rows = reader.dump(db.session.execute(query.with_only_columns(*reader.columns)))
+    return [apply_rules(row, rules) for row in rows] if rules else rows
+
+
+def dumped_batches(resource: Resource, user, query, size: int):
+    """``dumped`` in lists of up to ``size`` rows, streamed from the database: memory stays flat (exports)."""
+    reader, rules = _reader(resource, user)
+    if reader is None:
+        for batch in db.session.scalars(query.execution_options(yield_per=size)).partitions():
+            yield dump(resource, user, batch, many=True)
+        return
+    result = db.session.execute(query.with_only_columns(*reader.columns).execution_options(yield_per=size))
+    for batch in result.partitions():
+        rows = reader.dump(batch)
+        yield [apply_rules(row, rules) for row in rows] if rules else rows
+
+
+def _reader(resource: Resource, user):
+    rules = field_rules(resource, user)
+    hidden = frozenset(f for f, rule in rules.items() if rule == "hidden")
+    return row_reader(resource.schema, resource.model, hidden), rules
+
+
 def visible_fields(resource: Resource, user) -> list[str]:
     """The names of the fields ``user`` may see (masked ones included), in schema order."""
     rules = field_rules(resource, user)
@@ -180,6 +213,8 @@ def visible_fields(resource: Resource, user) -> list[str]:
 
 @dataclass
 class Page:
+    """One page of a list: ``items`` are the records dumped as the user may see them."""
+
     items: list
     total: int
     page: int
@@ -205,7 +240,7 @@ def list_page(resource: Resource, user, params: dict) -> Page:
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     offset = (page - 1) * per_page
     # A page past the end is empty; asking the database for it could overflow its OFFSET.
-    items = db.session.scalars(query.limit(per_page).offset(offset)).all() if offset < total else []
+    items = dumped(resource, user, query.limit(per_page).offset(offset)) if offset < total else []
     return Page(items=items, total=total, page=page, per_page=per_page)
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from flask import current_app, url_for
 
 from core import resources as records
-from core.extensions import db
 from core.permissions import can
 from core.registry import resources
 
@@ -60,18 +59,17 @@ def search(user, text: str, per_resource: int = 5) -> list[Group]:
     groups: dict[str, Group] = {}
     for resource in searchable(user):
         query = records.list_query(resource, user, {"q": text})
-        objs = db.session.scalars(query.limit(per_resource + 1)).all()
-        if not objs:
+        rows = records.dumped(resource, user, query.limit(per_resource + 1))
+        if not rows:
             continue
         plugin = installed.get(resource.plugin)
         group = groups.setdefault(resource.plugin, Group(resource.plugin, str(plugin.spec.label) if plugin
                                                          else resource.plugin))
-        rows = records.dump(resource, user, objs[:per_resource], many=True)
-        for row in rows:
+        for row in rows[:per_resource]:
             group.hits.append(Hit(resource.key, str(resource.label), row["id"], resource.title_of(row),
                                   url_for("records.detail", plugin=resource.plugin, plural=resource.plural,
                                           record_id=row["id"])))
-        if len(objs) > per_resource:
+        if len(rows) > per_resource:
             group.more[resource.key] = {"label": str(resource.label_plural), "url": url_for(
                 "records.list_page", plugin=resource.plugin, plural=resource.plural, q=text)}
     return list(groups.values())

@@ -47,8 +47,7 @@ def _required_version(body: dict | None = None) -> int:
 def resource_list(plugin: str, plural: str):
     resource = records.by_path(plugin, plural)
     page = records.list_page(resource, current_user, request.args)
-    return jsonify(envelope(records.dump(resource, current_user, page.items, many=True), page.total, page.page,
-                            page.per_page))
+    return jsonify(envelope(page.items, page.total, page.page, page.per_page))
 
 
 @bp.post("/<plugin>/<plural>")
@@ -124,9 +123,8 @@ def resource_export(plugin: str, plural: str):
         writer = csv.writer(buffer)
         buffer.write("\ufeff")  # a BOM so that Excel opens UTF-8 Chinese text correctly
         writer.writerow(fields)
-        result = db.session.scalars(query.execution_options(yield_per=EXPORT_BATCH))
-        for batch in result.partitions():
-            for row in records.dump(resource, user, batch, many=True):
+        for batch in records.dumped_batches(resource, user, query, EXPORT_BATCH):
+            for row in batch:
                 writer.writerow(["" if row.get(f) is None else row.get(f) for f in fields])
             yield buffer.getvalue()
             buffer.seek(0)
@@ -161,9 +159,8 @@ def resource_export_xlsx(plugin: str, plural: str):
     fields = records.visible_fields(resource, user)
 
     def rows():
-        result = db.session.scalars(query.execution_options(yield_per=EXPORT_BATCH))
-        for batch in result.partitions():
-            for row in records.dump(resource, user, batch, many=True):
+        for batch in records.dumped_batches(resource, user, query, EXPORT_BATCH):
+            for row in batch:
                 yield [row.get(f) for f in fields]
 
     spool = tempfile.TemporaryFile()

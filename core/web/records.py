@@ -163,7 +163,7 @@ def list_page(plugin: str, plural: str):
     columns = _columns(resource, visible)
     params = request.args.to_dict()
     page = records.list_page(resource, current_user, params)
-    rows = records.dump(resource, current_user, page.items, many=True)
+    rows = page.items
     filters = [{"name": f, "label": field_label(resource, f), "kind": records.column_kind(resource, f)}
                for f in resource.filters if f in visible and f not in REFERENCE_FIELDS
                and field_rules(resource, current_user).get(f) != "masked"]
