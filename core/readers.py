@@ -63,6 +63,8 @@ def _converter(field):
         return lambda value: value if type(value) is str else str(value)
     if kind is fields.Integer and not field.as_string:
         return lambda value: value if type(value) is int else int(value)
+    if kind in (fields.DateTime, fields.Date) and field.format in (None, "iso", "iso8601"):
+        return lambda value: value.isoformat()
     serialize = field._serialize
     return lambda value: serialize(value, None, None)
 

@@ -237,7 +237,8 @@ def list_page(resource: Resource, user, params: dict) -> Page:
     """One page of records plus the total: one page query and one count, both scoped."""
     page, per_page = _page_args(params)
     query = list_query(resource, user, params)
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    # The list query reads one table, so counting its rows needs no subquery around it.
+    total = db.session.scalar(query.with_only_columns(func.count(), maintain_column_froms=True).order_by(None))
     offset = (page - 1) * per_page
     # A page past the end is empty; asking the database for it could overflow its OFFSET.
     items = dumped(resource, user, query.limit(per_page).offset(offset)) if offset < total else []
