@@ -47,14 +47,28 @@ def keys_configured(app=None) -> bool:
     return bool(app.config["YITI"].get("ENCRYPTION_KEYS"))
 
 
-def _fernet(app=None) -> MultiFernet:
+def _keys(app=None) -> tuple[MultiFernet, Fernet]:
+    """``(every key, the primary key)``, built once per app from ``ENCRYPTION_KEYS``."""
     app = app or current_app
     cached = app.extensions.get(_CACHE)
     if cached is None:
         keys = list(app.config["YITI"].get("ENCRYPTION_KEYS") or [])
         fernets = [Fernet(key) for key in keys] or [Fernet(_derived_key(app.config["SECRET_KEY"]))]
-        cached = app.extensions[_CACHE] = MultiFernet(fernets)
+        cached = app.extensions[_CACHE] = (MultiFernet(fernets), fernets[0])
     return cached
+
+
+def _fernet(app=None) -> MultiFernet:
+    return _keys(app)[0]
+
+
+def is_current(token: str) -> bool:
+    """Whether ``token`` is already encrypted with the primary key (nothing to rotate)."""
+    try:
+        _keys()[1].decrypt(token.encode("ascii"))
+        return True
+    except (InvalidToken, UnicodeEncodeError):
+        return False
 
 
 def encrypt(plain: str) -> str:
