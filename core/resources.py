@@ -181,7 +181,7 @@ def dumped(resource: Resource, user, query) -> list[dict]:
     reader, rules = _reader(resource, user)
     if reader is None:
         return dump(resource, user, db.session.scalars(query).all(), many=True)
-    rows = reader.dump(db.session.execute(query.with_only_columns(*reader.columns)))
+    rows = reader.dump(_execute(query.with_only_columns(*reader.columns)))
     return [apply_rules(row, rules) for row in rows] if rules else rows
 
 
@@ -192,10 +192,20 @@ def dumped_batches(resource: Resource, user, query, size: int):
         for batch in db.session.scalars(query.execution_options(yield_per=size)).partitions():
             yield dump(resource, user, batch, many=True)
         return
-    result = db.session.execute(query.with_only_columns(*reader.columns).execution_options(yield_per=size))
+    result = _execute(query.with_only_columns(*reader.columns).execution_options(yield_per=size))
     for batch in result.partitions():
         rows = reader.dump(batch)
         yield [apply_rules(row, rules) for row in rows] if rules else rows
+
+
+def _execute(statement):
+    """A Core statement run on the session's connection (its transaction), pending changes flushed first.
+
+    What ``session.execute`` does for a statement of plain columns, without the ORM's result
+    machinery around it (a fifth of a list request's time).
+    """
+    db.session.flush()
+    return db.session.connection().execute(statement)
 
 
 def _reader(resource: Resource, user):
@@ -238,7 +248,7 @@ def list_page(resource: Resource, user, params: dict) -> Page:
     page, per_page = _page_args(params)
     query = list_query(resource, user, params)
     # The list query reads one table, so counting its rows needs no subquery around it.
-    total = db.session.scalar(query.with_only_columns(func.count(), maintain_column_froms=True).order_by(None))
+    total = _execute(query.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)).scalar()
     offset = (page - 1) * per_page
     # A page past the end is empty; asking the database for it could overflow its OFFSET.
     items = dumped(resource, user, query.limit(per_page).offset(offset)) if offset < total else []
