@@ -17,6 +17,7 @@ import argparse
 import cProfile
 import csv
 import io
+import os
 import pstats
 import resource
 import tempfile
@@ -155,7 +156,7 @@ def _import(app, data: bytes, rows: int, steps: list, profile: bool) -> int:
     steps.append(step)
     if profiler:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
+        pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(int(os.environ.get("BENCH_TOP", "25")))
         print(out.getvalue())
     return import_id
 

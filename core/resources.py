@@ -8,6 +8,7 @@ write is validated by the resource's schema, re-selected through the scope and a
 """
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -77,6 +78,11 @@ class Resource:
     #: ``before_delete(user, obj)``: called by ``delete`` once the record is read (in scope, locked,
     #: at the client's version) and before it goes; raise a domain error to refuse the delete.
     before_delete: object = field(default=None, hash=False, compare=False)
+    #: ``preload(user, datas)``: a context manager an import enters around validating a batch of
+    #: rows (``datas``, the inputs ``create``/``update`` will get): a schema check that reads the
+    #: database for each row (a duplicate check, say) may read it here once for all of them and
+    #: answer from that inside the block.
+    preload: object = field(default=None, hash=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -350,6 +356,23 @@ def _sort(resource: Resource, raw: str | None, rules: dict) -> list:
 
 # Writing -----------------------------------------------------------------------------------------
 
+_UPDATING: ContextVar[int | None] = ContextVar("yiti_updating_record", default=None)
+
+
+def updating_id() -> int | None:
+    """The id of the record ``update`` is validating input for, while its schema runs; ``None`` for a create.
+
+    A schema check that compares with other records (a duplicate check) leaves this one out.
+    """
+    return _UPDATING.get()
+
+
+def _record_key(record_id) -> int | None:
+    try:
+        return int(record_id)
+    except (TypeError, ValueError):
+        return None  # ``get`` answers 404 for it
+
 
 def _load(resource: Resource, user, data: dict, partial: bool, schema=None) -> tuple[dict, int | None]:
     if not isinstance(data, dict):
@@ -500,7 +523,11 @@ def update(resource: Resource, user, record_id, data: dict, version: int | None 
     The row is re-selected through the update scope (404 outside it) and locked; a version other
     than the current one is a 409 saying who changed it and when; nothing is written then.
     """
-    clean, body_version = _load(resource, user, data, partial=True)
+    token = _UPDATING.set(_record_key(record_id))
+    try:
+        clean, body_version = _load(resource, user, data, partial=True)
+    finally:
+        _UPDATING.reset(token)
     version = version if version is not None else body_version
     obj = get(resource, user, record_id, action="update", lock=True)
     check_version(resource, obj, version)

@@ -25,6 +25,7 @@ with the ids it wrote; if it fails, ``fail`` takes those back and marks the impo
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -371,7 +372,8 @@ def _in_savepoint(step, keep: bool):
 # wrote, as it would one row at a time). A part costs a handful of statements, not a handful per
 # row: one select of the existing records for all its natural keys (scoped), the updates one by one
 # (``records.update``, each in a savepoint), and the new records validated row by row in Python
-# (``records.load_new``: schema, writable fields, columns, references), added together and flushed
+# (``records.load_new``: schema, writable fields, columns, references; inside the resource's
+# ``preload`` block, so a schema check that reads the database reads it once for the part), added together and flushed
 # in one multi-row ``INSERT``, checked against the create scope with one select (``scope_filter``)
 # and audited with one multi-row ``INSERT`` of the same entries ``records.create`` writes. If the
 # database or the scope refuses the part's new records, its savepoint is rolled back and they are
@@ -418,6 +420,13 @@ class _Run:
                 scope_filter(self.resource, "update", self.user), column.in_(values))):
             found.setdefault(value, []).append(record_id)
         return found
+
+
+def _preloaded(run: _Run, datas: list):
+    """The resource's ``preload`` block for validating ``datas`` together (none declared: nothing)."""
+    if run.resource.preload is None:
+        return contextlib.nullcontext()
+    return run.resource.preload(run.user, datas)
 
 
 def _unique_sets(model) -> list[tuple[str, ...]]:
@@ -467,7 +476,7 @@ def _part(run: _Run, rows: list, keep: bool) -> list:
         except DomainError as exc:
             results[i] = exc
     existing = run.existing([d for d in datas if d is not None])
-    inserts = []
+    inserts, updates = [], []
     for i, data in enumerate(datas):
         if data is None:
             continue
@@ -476,9 +485,13 @@ def _part(run: _Run, rows: list, keep: bool) -> list:
             results[i] = ValidationError(_("Please correct the highlighted fields."), fields={resource.natural_key: [
                 _("Several records have this value; the row cannot say which one to update.")]})
         elif ids:
-            results[i] = _in_savepoint(lambda: _update(resource, user, ids[0], data), keep)
+            updates.append((i, ids[0]))
         else:
             inserts.append(i)
+    if updates:
+        with _preloaded(run, [datas[i] for i, _id in updates]):
+            for i, record_id in updates:
+                results[i] = _in_savepoint(lambda: _update(resource, user, record_id, datas[i]), keep)
     for i, result in zip(inserts, _insert(run, [datas[i] for i in inserts], keep)):
         results[i] = result
     return results
@@ -502,11 +515,12 @@ def _insert_together(run: _Run, datas: list, keep: bool):
     ``before_write`` refused one (its changes might not be its own alone)."""
     resource, user, model = run.resource, run.user, run.resource.model
     results, cleans = [None] * len(datas), []
-    for i, data in enumerate(datas):
-        try:
-            cleans.append((i, records.load_new(resource, user, data, schema=run.schema)))
-        except DomainError as exc:
-            results[i] = exc
+    with _preloaded(run, datas):
+        for i, data in enumerate(datas):
+            try:
+                cleans.append((i, records.load_new(resource, user, data, schema=run.schema)))
+            except DomainError as exc:
+                results[i] = exc
     if not cleans:
         return results
     if len(cleans) > 1 and _repeats(run.unique, [clean for _i, clean in cleans]):

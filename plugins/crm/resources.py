@@ -5,7 +5,7 @@ from flask_babel import lazy_gettext as _l
 
 from core.plugins import Permission
 from core.resources import DetailLink, Resource
-from plugins.crm import creditcode, sales, schemas
+from plugins.crm import creditcode, sales, schemas, services
 from plugins.crm.models import Contact, Customer, FollowUp, Lead, Opportunity, Order, Ticket
 
 
@@ -24,6 +24,7 @@ CUSTOMER = Resource(
     sort_fields=("name", "level", "province", "updated_at", "created_at"),
     natural_key="credit_code",
     example=_customer_example,
+    preload=services.preload_credit_codes,
     detail_links=(DetailLink(_l("Customer 360"), "crm_insight.customer360_page"),),
     extra_permissions=(
         Permission("crm.customer.claim", _l("Customers: claim from the public pool")),

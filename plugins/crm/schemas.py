@@ -9,10 +9,11 @@ write outside a request check the same through ``services.check_related``.
 from __future__ import annotations
 
 import marshmallow
-from flask import has_request_context, request
+from flask import has_request_context
 from flask_babel import gettext as _, lazy_gettext as _l
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
+from core import resources as records
 from core.schemas import length
 from plugins.crm import creditcode, settings
 
@@ -68,10 +69,6 @@ def _acting_user():
     return current_user if getattr(current_user, "is_authenticated", False) else None
 
 
-def _record_id():
-    return request.view_args.get("record_id") if has_request_context() and request.view_args else None
-
-
 class _Owned(Schema):
     owner_id = fields.Integer(allow_none=True, metadata=_label(_l("Owner")))
     department_id = fields.Integer(dump_only=True, allow_none=True, metadata=_label(_l("Department")))
@@ -116,7 +113,7 @@ class CustomerSchema(_Owned):
             return
         from plugins.crm.services import duplicate_errors
 
-        errors = duplicate_errors(data.get("name"), data.get("credit_code"), exclude_id=_record_id())
+        errors = duplicate_errors(data.get("name"), data.get("credit_code"), exclude_id=records.updating_id())
         if errors:
             raise ValidationError(errors)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -81,9 +83,9 @@ def find_duplicates(name: str | None = None, credit_code: str | None = None, mob
     live = Customer.status != "merged"
     exclude = [Customer.id != int(exclude_id)] if exclude_id else []
     if credit_code:
-        for cid, cname in db.session.execute(select(Customer.id, Customer.name).where(
-                Customer.credit_code == credit_code.strip().upper(), *exclude)):
-            found[cid] = {"id": cid, "name": cname, "reason": "credit_code"}
+        for cid, cname in _holders(credit_code.strip().upper()):
+            if not exclude_id or cid != int(exclude_id):
+                found[cid] = {"id": cid, "name": cname, "reason": "credit_code"}
     if name and (key := normalise_name(name)):
         # Candidates share the first two characters of the normalised name; the ratio decides.
         prefix = key[:2]
@@ -99,6 +101,35 @@ def find_duplicates(name: str | None = None, credit_code: str | None = None, mob
         for cid, cname in rows:
             found.setdefault(cid, {"id": cid, "name": cname, "reason": "mobile"})
     return sorted(found.values(), key=lambda d: d["id"])
+
+
+#: ``{credit code: [(id, name)]}`` read by ``preload_credit_codes`` for a batch of rows being validated.
+_HOLDERS: ContextVar[dict | None] = ContextVar("crm_credit_code_holders", default=None)
+
+
+def _holders(code: str) -> list[tuple[int, str]]:
+    """``[(id, name)]`` of the customers registered with ``code``."""
+    held = _HOLDERS.get()
+    if held is not None and code in held:
+        return held[code]
+    return db.session.execute(select(Customer.id, Customer.name).where(Customer.credit_code == code)).tuples().all()
+
+
+@contextmanager
+def preload_credit_codes(_user, datas):
+    """The customers holding the credit codes of ``datas`` (an import's batch), read with one query:
+    inside the block each row's duplicate check answers from them (``Resource.preload``)."""
+    codes = {str(d["credit_code"]).strip().upper() for d in datas if d.get("credit_code")}
+    held = {code: [] for code in codes}
+    if codes:
+        for cid, cname, code in db.session.execute(select(Customer.id, Customer.name, Customer.credit_code)
+                                                   .where(Customer.credit_code.in_(codes))):
+            held[code].append((cid, cname))
+    token = _HOLDERS.set(held)
+    try:
+        yield
+    finally:
+        _HOLDERS.reset(token)
 
 
 def duplicate_errors(name, credit_code, exclude_id=None) -> dict:

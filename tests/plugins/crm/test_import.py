@@ -1,0 +1,75 @@
+"""Importing customers: the credit code is the natural key, and the duplicate rules hold for every row."""
+from __future__ import annotations
+
+import io
+
+from sqlalchemy import select
+
+from core import resources as records
+from core.extensions import db
+from core.imports.models import Import
+from core.permissions.services import set_grants
+from plugins.crm import creditcode
+from plugins.crm.models import Customer
+
+from tests.core.test_imports import app, csv_bytes, login, preview_id, user  # noqa: F401
+from tests.core.test_request_cost import statements
+
+IMPORT_URL = "/crm/customers/import"
+
+
+def _grant_import(app):
+    with app.app_context():
+        importer = next(r for r in user("sales1").roles if r.key == "importer")
+        set_grants(user("admin"), importer.id, {"notes.note.import": "own", "crm.customer.import": "own"})
+        db.session.commit()
+
+
+def _upload(client, rows):
+    return client.post(IMPORT_URL, {"file": (io.BytesIO(csv_bytes(rows)), "customers.csv")},
+                       content_type="multipart/form-data")
+
+
+def test_a_row_with_the_credit_code_of_my_customer_updates_it_and_a_taken_code_is_refused_with_its_owner(app):
+    _grant_import(app)
+    mine, theirs = creditcode.make(8101), creditcode.make(8102)
+    with app.app_context():
+        customer = records.get_resource("crm.customer")
+        records.create(customer, user("sales1"), {"name": "导入更新客户", "credit_code": mine, "level": "C"})
+        records.create(customer, user("sales2"), {"name": "别人的客户", "credit_code": theirs})
+        db.session.commit()
+    client = login(app, "sales1")
+    rows = [["客户名称", "统一社会信用代码", "客户等级"],
+            ["导入更新客户", mine, "A"], ["抢别人的客户", theirs, "B"], ["全新客户", creditcode.make(8103), "B"]]
+    import_id = preview_id(_upload(client, rows))
+    with app.app_context():
+        imp = db.session.get(Import, import_id)
+        assert (imp.to_insert, imp.to_update, imp.rejected) == (1, 1, 1), imp.errors
+        assert [e["row"] for e in imp.errors] == [3]
+        assert "别人的客户" in imp.errors[0]["message"]
+    client.post(f"/imports/{import_id}/apply")
+    with app.app_context():
+        imp = db.session.get(Import, import_id)
+        assert (imp.inserted, imp.updated, imp.rejected) == (1, 1, 1)
+        levels = dict(db.session.execute(select(Customer.credit_code, Customer.level)).tuples().all())
+        assert levels[mine] == "A" and levels[creditcode.make(8103)] == "B"
+        assert db.session.scalar(select(Customer.name).where(Customer.credit_code == theirs)) == "别人的客户"
+
+
+def test_the_credit_codes_of_a_batch_are_checked_with_one_query_not_one_per_row(app):
+    _grant_import(app)
+    taken = creditcode.make(8200)
+    with app.app_context():
+        records.create(records.get_resource("crm.customer"), user("sales2"), {"name": "已登记客户", "credit_code": taken})
+        db.session.commit()
+    client = login(app, "sales1")
+    rows = [["客户名称", "统一社会信用代码"], *[[f"批量客户{i}", creditcode.make(8201 + i)] for i in range(40)],
+            ["重复登记客户", taken]]
+    with statements(app) as seen:
+        import_id = preview_id(_upload(client, rows))
+    by_code = [s for s in seen if "FROM crm_customer" in s and "credit_code" in s.split("WHERE", 1)[-1]]
+    assert len(by_code) <= 4, by_code  # the natural-key lookup and the duplicate check, per batch
+    with app.app_context():
+        imp = db.session.get(Import, import_id)
+        assert (imp.to_insert, imp.rejected) == (40, 1)
+        assert [e["row"] for e in imp.errors] == [42] and "已登记客户" in imp.errors[0]["message"]
