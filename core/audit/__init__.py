@@ -19,23 +19,29 @@ from core.extensions import db
 __all__ = ["AuditEntry", "record", "record_many", "values", "history", "diff", "jsonable"]
 
 
+#: Types JSON stores as they are: most values of a snapshot, so they are passed through first.
+_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def jsonable(value):
     """A value as it is stored in ``changes`` (JSON): dates as ISO text, decimals as strings."""
+    if type(value) in _AS_IS:
+        return value
+    if isinstance(value, dict):
+        return {str(k): v if type(v) in _AS_IS else jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [v if type(v) in _AS_IS else jsonable(v) for v in value]
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
     return value
 
 
 def diff(before: dict, after: dict) -> dict:
     """``{field: [old, new]}`` for each field whose value differs between two snapshots."""
     changes = {}
-    for key in sorted(set(before) | set(after)):
+    for key in sorted(before.keys() | after.keys()):
         old, new = jsonable(before.get(key)), jsonable(after.get(key))
         if old != new:
             changes[key] = [old, new]

@@ -539,10 +539,11 @@ def _insert_together(run: _Run, datas: list, keep: bool):
         visible = set(db.session.scalars(select(model.id).where(model.id.in_(ids), scope_filter(resource, "create", user))))
         if len(visible) != len(ids):
             raise Forbidden(_("The record would be outside what you may edit (owner or department)."))
-        audit.record_many([
-            audit.values("create", resource=resource.key, record_id=obj.id, summary=resource.title(obj),
-                         changes=audit.diff({}, after), actor=user)
-            for (_i, obj), after in zip(objs, records.snapshots(resource, [obj for _i, obj in objs]))])
+        if keep:  # a dry run's entries would be rolled back with its rows: not worth writing
+            audit.record_many([
+                audit.values("create", resource=resource.key, record_id=obj.id, summary=resource.title(obj),
+                             changes=audit.diff({}, after), actor=user)
+                for (_i, obj), after in zip(objs, records.snapshots(resource, [obj for _i, obj in objs]))])
     except (DomainError, sa_exc.IntegrityError, sa_exc.DataError) as exc:
         # A failed flush leaves the savepoint inactive, but it still has to be rolled back.
         if savepoint.is_active or savepoint._rollback_can_be_called():
