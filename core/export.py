@@ -33,15 +33,12 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select
 
+from core import xlsx
 from core.crypto import EncryptedText
 from core.extensions import db
 
 FORMATS = ("xlsx", "csv")
-XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 BATCH = 1000
-#: Excel's limit for one cell; longer text is cut (and said so in the cell).
-MAX_CELL = 32767
-_ILLEGAL_XML = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
 _SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -116,34 +113,13 @@ def _sheet_names(tables) -> dict[str, str]:
 
 def write_xlsx(target, tables) -> dict[str, int]:
     """Write one workbook to ``target`` (a path or binary file); return the row count per table."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-
-    workbook = Workbook(write_only=True)
+    workbook = xlsx.workbook()
     counts = {}
     names = _sheet_names(tables)
     for table in tables:
         sheet = workbook.create_sheet(names[table.name])
-
-        def cells(values, sheet=sheet):
-            out = []
-            for value in values:
-                if isinstance(value, str):
-                    value = _ILLEGAL_XML.sub("", value)
-                    if len(value) > MAX_CELL:
-                        value = value[:MAX_CELL - 1] + "…"
-                cell = WriteOnlyCell(sheet, value=value)
-                if isinstance(value, str):
-                    cell.data_type = "s"  # text stays text: never a formula
-                out.append(cell)
-            return out
-
-        sheet.append(cells([c.name for c in _columns(table)]))
-        count = 0
-        for row in _rows(table):
-            sheet.append(cells(row))
-            count += 1
-        counts[table.name] = count
+        xlsx.append_rows(sheet, [[c.name for c in _columns(table)]])
+        counts[table.name] = xlsx.append_rows(sheet, _rows(table))
     workbook.save(target)
     return counts
 

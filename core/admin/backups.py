@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from core import audit, backup_runs, clock, export
+from core import audit, backup_runs, clock, export, xlsx
 from core.admin.views import bp
 from core.auth.access import admin_required
 from core.backup_runs import BackupRun
@@ -102,7 +102,7 @@ def export_download():
         export.remove_quietly(path)
         raise
     name = export.file_name(fmt, plugin, clock.now().strftime("%Y%m%d-%H%M%S"))
-    mimetype = export.XLSX_MIMETYPE if fmt == "xlsx" else "application/zip"
+    mimetype = xlsx.MIMETYPE if fmt == "xlsx" else "application/zip"
 
     def stream():
         try:

@@ -12,7 +12,7 @@ from flask import Response, jsonify, request, stream_with_context
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from core import audit, resources as records
+from core import audit, resources as records, xlsx
 from core.api import bp
 from core.api.helpers import envelope, json_body
 from core.errors import ValidationError
@@ -166,5 +166,5 @@ def resource_export_xlsx(plugin: str, plural: str):
     spool = tempfile.TemporaryFile()
     imports.write_xlsx(spool, [imports.label(resource, f) for f in fields], rows())
     spool.seek(0)
-    return send_file(spool, mimetype=imports.XLSX_MIMETYPE, as_attachment=True,
+    return send_file(spool, mimetype=xlsx.MIMETYPE, as_attachment=True,
                      download_name=f"{resource.plugin}-{resource.plural}.xlsx")

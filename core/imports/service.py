@@ -40,7 +40,7 @@ from flask import current_app
 from flask_babel import force_locale, gettext as _, lazy_gettext as _l
 from sqlalchemy import exc as sa_exc, or_, select, update
 
-from core import audit, clock, resources as records
+from core import audit, clock, resources as records, xlsx
 from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from core.extensions import db
 from core.imports.models import Import
@@ -50,7 +50,6 @@ from core.permissions.fields import field_rules
 __all__ = ["Import", "preview", "check", "apply", "write", "fail", "undo", "read", "count_rows", "background_rows", "get_import", "rejects_csv", "template", "write_xlsx", "label",
            "importable_fields", "parse", "require_import"]
 
-XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 #: Labels of the fields the core manages (the same msgids the record pages use).
 _SYSTEM_LABELS = {"id": "ID", "owner_id": _l("Owner"), "department_id": _l("Department"), "created_at": _l("Created"),
                   "updated_at": _l("Updated"), "version": _l("Version")}
@@ -58,7 +57,6 @@ _YES = {"是", "yes", "y", "true", "1", "√", "✓"}
 _NO = {"否", "no", "n", "false", "0", ""}
 #: Bad rows whose messages a dry run keeps (it counts them all).
 MAX_ERROR_ROWS = 1000
-_ILLEGAL_XML = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
 
 
 # Fields and headers ------------------------------------------------------------------------------
@@ -801,35 +799,14 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _cell(value):
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, (dict, list)):
-        value = json.dumps(value, ensure_ascii=False)
-    return _ILLEGAL_XML.sub("", str(value))
-
-
 def write_xlsx(target, headers: list[str], rows) -> None:
-    """Write one sheet to ``target`` (a binary file) row by row: openpyxl's write-only mode keeps
-    memory flat. Text is always stored as text, so a value starting with ``=`` is never a formula."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-
-    workbook = Workbook(write_only=True)
+    """Write one sheet to ``target`` (a binary file) row by row (``core.xlsx``: memory flat, text
+    kept as text); lists and dicts are written as JSON text."""
+    workbook = xlsx.workbook()
     sheet = workbook.create_sheet()
-
-    def cells(values):
-        out = []
-        for value in values:
-            cell = WriteOnlyCell(sheet, value=_cell(value))
-            if isinstance(cell.value, str):
-                cell.data_type = "s"
-            out.append(cell)
-        return out
-
-    sheet.append(cells(headers))
-    for row in rows:
-        sheet.append(cells(row))
+    xlsx.append_rows(sheet, [headers])
+    xlsx.append_rows(sheet, ([json.dumps(v, ensure_ascii=False) if type(v) in (dict, list) else v for v in row]
+                             for row in rows))
     workbook.save(target)
 
 

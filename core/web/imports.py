@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from core import resources as records
+from core import resources as records, xlsx
 from core.imports import service as imports
 from core.errors import ValidationError
 from core.extensions import db
@@ -56,7 +56,7 @@ def template(plugin: str, plural: str, kind: str):
     imports.require_import(resource, current_user)
     if kind not in ("csv", "xlsx"):
         return redirect(url_for("imports.upload", plugin=plugin, plural=plural))
-    mimetype = imports.XLSX_MIMETYPE if kind == "xlsx" else "text/csv"
+    mimetype = xlsx.MIMETYPE if kind == "xlsx" else "text/csv"
     return Response(imports.template(resource, current_user, kind), mimetype=mimetype,
                     headers={"Content-Disposition": f'attachment; filename="{resource.plugin}-{resource.plural}-template.{kind}"'})
 

@@ -10,7 +10,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select, text
 
-from core import crypto, export
+from core import crypto, export, xlsx
 from core.audit.models import AuditEntry
 from core.extensions import db
 
@@ -43,7 +43,7 @@ def test_admin_exports_everything_as_one_workbook(company_app):
     response = admin(company_app).post("/admin/export", {"format": "xlsx", "plugin": ""})
     assert response.status_code == 200
     assert response.headers["Content-Disposition"].startswith('attachment; filename="yiti-export-all-')
-    assert response.mimetype == export.XLSX_MIMETYPE
+    assert response.mimetype == xlsx.MIMETYPE
     workbook = load_workbook(io.BytesIO(response.get_data()), read_only=True)
     assert {"core_user", "core_department", "approval_flow"} <= set(workbook.sheetnames)
     users = list(workbook["core_user"].iter_rows(values_only=True))
