@@ -22,9 +22,8 @@ class Import(db.Model):
     can read it, and it never lives on one server's disk); it and the long lists are loaded only
     when used, so polling the progress stays cheap. ``background``: checked and applied by the
     worker, which moves ``done_rows`` (and ``progress_at``) as it goes; ``error`` says why it failed. ``errors`` are the dry run's
-    ``{"row", "field", "message"}``; ``rejects`` the rows skipped when applying, with their reason;
-    ``created`` ``[[id, version], ...]`` and ``updated`` ``[{"id", "version", "before"}, ...]``
-    are what undo needs: it touches a record only while it is still at that version.
+    ``{"row", "field", "message"}``; ``rejects`` the rows skipped when applying, with their reason.
+    What undo needs, the records written, is kept one row each in ``ImportChange``.
     """
 
     __tablename__ = "core_import"
@@ -52,11 +51,26 @@ class Import(db.Model):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     errors: Mapped[list] = mapped_column(JSONType, nullable=False, default=list, deferred=True)
     rejects: Mapped[list] = mapped_column(JSONType, nullable=False, default=list, deferred=True)
-    created: Mapped[list] = mapped_column(JSONType, nullable=False, default=list, deferred=True)
-    updated_records: Mapped[list] = mapped_column(JSONType, nullable=False, default=list, deferred=True)
     not_undone: Mapped[list] = mapped_column(JSONType, nullable=False, default=list)
 
     @property
     def percent(self) -> int:
         """How far the worker is, 0-100."""
         return min(100, self.done_rows * 100 // self.total_rows) if self.total_rows else 0
+
+
+class ImportChange(db.Model):
+    """A record an applied import wrote: ``kind`` ``insert`` (created) or ``update`` (``before``: the
+    values it overwrote), at ``version``. Undo, or a failed import taking back what it committed,
+    touches the record only while it is still at that version. Written with each batch of rows
+    (one multi-row ``INSERT``), so a 100,000-row import never rewrites a growing list.
+    """
+
+    __tablename__ = "core_import_change"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("core_import.id", ondelete="CASCADE"), nullable=False, index=True)
+    kind: Mapped[str] = mapped_column(String(10), nullable=False)
+    record_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    before: Mapped[dict | None] = mapped_column(JSONType, nullable=True)

@@ -38,12 +38,12 @@ from datetime import date, datetime, time
 import marshmallow
 from flask import current_app
 from flask_babel import force_locale, gettext as _, lazy_gettext as _l
-from sqlalchemy import exc as sa_exc, or_, select, update
+from sqlalchemy import exc as sa_exc, insert, or_, select, update
 
 from core import audit, clock, resources as records, xlsx
 from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from core.extensions import db
-from core.imports.models import Import
+from core.imports.models import Import, ImportChange
 from core.permissions import can, require, scope_filter
 from core.permissions.fields import field_rules
 
@@ -674,24 +674,24 @@ def write(imp: Import, resource, user, progress=None) -> Import:
     _headers, rows = read(imp.data)
     mapping = list(imp.mapping)
     _begin_with_a_write(imp)
-    rejects, created, updated, done = [], [], [], 0
+    rejects, counts, done = [], {"insert": 0, "update": 0}, 0
     for chunk in _chunks(resource, user, mapping, rows, keep=True):
+        changes = []
         for number, cells, result in chunk:
             if isinstance(result, Exception):
                 reason = "; ".join(f"{f}: {m}" if f else m for f, m in _messages(resource, result))
                 rejects.append({"row": number, "cells": cells, "reason": reason})
             else:
                 kind, obj, before = result
-                if kind == "insert":
-                    created.append([obj.id, obj.version])
-                else:
-                    updated.append({"id": obj.id, "version": obj.version, "before": before})
+                counts[kind] += 1
+                changes.append({"import_id": imp.id, "kind": kind, "record_id": obj.id, "version": obj.version,
+                                "before": before})
+        if changes:  # committed with the batch's records, so a failure takes back exactly these
+            db.session.execute(insert(ImportChange), changes)
         done += len(chunk)
-        if progress is not None and done % current_app.config["YITI"]["IMPORT_BATCH_ROWS"] == 0:
-            imp.created, imp.updated_records = list(created), list(updated)  # new lists: JSON columns see the change
-            _progress(imp, done, progress)
-    imp.rejects, imp.created, imp.updated_records = rejects, created, updated
-    imp.inserted, imp.updated, imp.rejected = len(created), len(updated), len(rejects)
+        _progress(imp, done, progress)
+    imp.rejects = rejects
+    imp.inserted, imp.updated, imp.rejected = counts["insert"], counts["update"], len(rejects)
     imp.status, imp.done_rows, imp.progress_at, imp.finished_at = "done", done, clock.now(), clock.now()
     imp.data = None  # the cells of the good rows now live in their records
     audit.record("import", resource=resource.key, summary=imp.filename,
@@ -712,7 +712,7 @@ def fail(import_id, user, message: str) -> Import:
     resource = records.get_resource(imp.resource)
     not_undone = _revert(imp, resource, user, force=True) if imp.status == "applying" else []
     imp.status, imp.error, imp.finished_at, imp.data = "failed", message[:2000], clock.now(), None
-    imp.not_undone, imp.created, imp.updated_records = not_undone, [], []
+    imp.not_undone = not_undone
     audit.record("import_failed", resource=resource.key, summary=imp.filename,
                  changes={"import": imp.id, "error": imp.error, "not_undone": [n["id"] for n in not_undone]},
                  actor=user)
@@ -736,7 +736,7 @@ def undo(import_id, user) -> Import:
 
 
 def _revert(imp: Import, resource, user, force: bool = False) -> list[dict]:
-    """Take back ``imp.created`` and ``imp.updated_records`` through the services; ``[{"id", "reason"}]`` left.
+    """Take back the records ``imp`` wrote (``ImportChange``) through the services; ``[{"id", "reason"}]`` left.
 
     ``force`` (a failed import taking back its own rows) deletes the records it created even if
     ``user`` may not delete records; still only at the version the import left, and audited.
@@ -764,12 +764,26 @@ def _revert(imp: Import, resource, user, force: bool = False) -> list[dict]:
                 savepoint.rollback()
             not_undone.append({"id": record_id, "reason": str(exc.message)})
 
-    for record_id, version in imp.created or []:
+    for record_id, version, _before in _changes(imp, "insert"):
         attempt(record_id, lambda: remove(record_id, version))
-    for change in imp.updated_records or []:
-        attempt(change["id"], lambda: records.update(resource, user, change["id"], change["before"],
-                                                     version=change["version"]))
+    for record_id, version, before in _changes(imp, "update"):
+        attempt(record_id, lambda: records.update(resource, user, record_id, before, version=version))
     return not_undone
+
+
+def _changes(imp: Import, kind: str, batch: int = 500) -> Iterator[tuple[int, int, dict | None]]:
+    """``(record id, version, before)`` of each record of ``kind`` the import wrote, read ``batch`` at a time."""
+    last = 0
+    while True:
+        rows = db.session.execute(
+            select(ImportChange.id, ImportChange.record_id, ImportChange.version, ImportChange.before)
+            .where(ImportChange.import_id == imp.id, ImportChange.kind == kind, ImportChange.id > last)
+            .order_by(ImportChange.id).limit(batch)).all()
+        if not rows:
+            return
+        for _id, record_id, version, before in rows:
+            yield record_id, version, before
+        last = rows[-1][0]
 
 
 # Files out ---------------------------------------------------------------------------------------

@@ -14,10 +14,17 @@ from core import resources as records
 from core.audit.models import AuditEntry
 from core.extensions import db
 from core.imports import service
-from core.imports.models import Import
+from core.imports.models import Import, ImportChange
 from core.permissions.services import set_grants
 
 from tests.core.test_imports import app, csv_bytes, login, note_resource, notes, preview_id, upload, user  # noqa: F401
+
+
+def written(import_id: int, kind: str) -> list[tuple]:
+    """``(record id, version, before)`` of each record of ``kind`` the import wrote, in order."""
+    return db.session.execute(select(ImportChange.record_id, ImportChange.version, ImportChange.before)
+                              .where(ImportChange.import_id == import_id, ImportChange.kind == kind)
+                              .order_by(ImportChange.id)).tuples().all()
 
 
 def _customer_rows(codes):
@@ -80,8 +87,8 @@ def test_rows_of_one_file_with_the_same_natural_key_behave_as_one_after_the_othe
     with app.app_context():
         imp = db.session.get(Import, import_id)
         assert (imp.inserted, imp.updated, imp.rejected) == (2, 2, 0)
-        assert [u["before"] for u in imp.updated_records] == [{"title": "周报", "body": "第一版"},
-                                                              {"title": "周报", "body": "第二版"}]
+        assert [before for _id, _v, before in written(import_id, "update")] == [{"title": "周报", "body": "第一版"},
+                                                                          {"title": "周报", "body": "第二版"}]
     new = {t: b for i, (t, b, _o) in notes(app).items() if i not in before}
     assert new == {"周报": "第三版", "日报": "一"}
 
@@ -101,7 +108,7 @@ def test_a_batch_writes_the_same_audit_entries_as_records_create(app):
     client.post(f"/imports/{import_id}/apply")
     imported = _entries(app, "create", "审计")
     with app.app_context():
-        ids = [i for i, _v in db.session.get(Import, import_id).created]
+        ids = [i for i, _v, _b in written(import_id, "insert")]
         entries = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "create",
                                                               AuditEntry.resource == "notes.note",
                                                               AuditEntry.record_id.in_(ids))).all()
@@ -138,4 +145,4 @@ def test_undo_takes_back_every_batch(app):
         assert imp.status == "undone" and imp.not_undone == []
         deleted = db.session.scalars(select(AuditEntry.record_id).where(AuditEntry.action == "delete",
                                                                        AuditEntry.resource == "notes.note")).all()
-        assert sorted(deleted) == sorted(i for i, _v in imp.created)
+        assert sorted(deleted) == sorted(i for i, _v, _b in written(import_id, "insert"))

@@ -83,3 +83,31 @@ def test_migrated_database_refuses_usernames_differing_only_in_case(make_app):
         with pytest.raises(IntegrityError):
             db.session.execute(insert, {"u": "bOSS", "now": clock.now()})
         db.session.rollback()
+
+
+def test_imports_applied_before_the_change_table_keep_what_undo_needs(make_app):
+    import json
+
+    from alembic import command
+
+    from core import migrate
+    from core.imports.models import ImportChange
+
+    app = make_app(plugins=(), schema=None)
+    with app.app_context():
+        cfg = migrate.alembic_config()
+        command.upgrade(cfg, "0f68bb2d0b68")  # the last revision with the lists on core_import
+        db.session.execute(text(
+            "INSERT INTO core_import (resource, filename, status, created_at, total_rows, done_rows, to_insert, "
+            "to_update, inserted, updated, rejected, headers, mapping, unknown_columns, background, errors, rejects, "
+            "created, updated_records, not_undone) VALUES ('notes.note', 'a.csv', 'done', :now, 3, 3, 2, 1, 2, 1, 0, "
+            "'[]', '[]', '[]', false, '[]', '[]', :created, :updated, '[]')"),
+            {"now": clock.now(), "created": json.dumps([[11, 1], [12, 2]]),
+             "updated": json.dumps([{"id": 5, "version": 3, "before": {"title": "旧"}}])})
+        db.session.commit()
+        command.upgrade(cfg, "core@head")
+        rows = db.session.execute(db.select(ImportChange.kind, ImportChange.record_id, ImportChange.version,
+                                            ImportChange.before).order_by(ImportChange.id)).all()
+        assert [tuple(r) for r in rows] == [("insert", 11, 1, None), ("insert", 12, 2, None),
+                                            ("update", 5, 3, {"title": "旧"})]
+        assert "created" not in {c["name"] for c in sa_inspect(db.engine).get_columns("core_import")}
