@@ -28,6 +28,8 @@ class RowReader:
     columns: tuple
     #: ``(output key, position in the row, serialize(value) or None when the value is used as it is)``
     plan: tuple
+    #: The model attribute read at each position (for records already loaded).
+    attributes: tuple
 
     def dump(self, rows) -> list[dict]:
         """Rows of ``select(*self.columns)`` as ``schema.dump(..., many=True)`` would give them."""
@@ -37,6 +39,18 @@ class RowReader:
             item = {}
             for key, position, convert in plan:
                 value = row[position]
+                item[key] = value if convert is None or value is None else convert(value)
+            out.append(item)
+        return out
+
+    def dump_objects(self, objs) -> list[dict]:
+        """Records already loaded (a write's audit snapshot) as ``schema.dump(..., many=True)`` would give them."""
+        plan = [(key, self.attributes[position], convert) for key, position, convert in self.plan]
+        out = []
+        for obj in objs:
+            item = {}
+            for key, attribute, convert in plan:
+                value = getattr(obj, attribute)
                 item[key] = value if convert is None or value is None else convert(value)
             out.append(item)
         return out
@@ -77,12 +91,13 @@ def row_reader(schema_class, model, hidden: frozenset) -> RowReader | None:
     if any(schema._hooks[tag] for tag in ("pre_dump", "post_dump")):
         return None
     mapper = sa_inspect(model)
-    columns, plan = [], []
+    columns, plan, attributes = [], [], []
     for name, field in schema.dump_fields.items():
         attribute = field.attribute or name
         if "." in attribute or attribute not in mapper.column_attrs or not _plain(field):
             return None
         plan.append((field.data_key or name, len(columns), _converter(field)))
         columns.append(getattr(model, attribute).label(f"c{len(columns)}"))
-    return RowReader(columns=tuple(columns), plan=tuple(plan))
+        attributes.append(attribute)
+    return RowReader(columns=tuple(columns), plan=tuple(plan), attributes=tuple(attributes))
 

@@ -446,14 +446,14 @@ def _user_zone(user):
 
 def snapshot(resource: Resource, obj) -> dict:
     """The schema fields of ``obj`` in stored form, less the ones the system keeps (what the audit trail compares)."""
-    dumped = resource.schema().dump(obj)
-    return audit.jsonable({k: v for k, v in dumped.items() if k not in SYSTEM_FIELDS})
+    return snapshots(resource, [obj])[0]
 
 
 def snapshots(resource: Resource, objs) -> list[dict]:
-    """``snapshot`` of each of ``objs``, dumped with one schema instance."""
-    return [audit.jsonable({k: v for k, v in dumped.items() if k not in SYSTEM_FIELDS})
-            for dumped in resource.schema().dump(list(objs), many=True)]
+    """``snapshot`` of each of ``objs`` (read by the row reader's plan where the schema allows)."""
+    reader = row_reader(resource.schema, resource.model, frozenset())
+    dumped = reader.dump_objects(objs) if reader is not None else resource.schema().dump(list(objs), many=True)
+    return [audit.jsonable({k: v for k, v in d.items() if k not in SYSTEM_FIELDS}) for d in dumped]
 
 
 def _must_stay_in_scope(resource: Resource, user, obj, action: str) -> None:

@@ -42,7 +42,11 @@ def diff(before: dict, after: dict) -> dict:
     """``{field: [old, new]}`` for each field whose value differs between two snapshots."""
     changes = {}
     for key in sorted(before.keys() | after.keys()):
-        old, new = jsonable(before.get(key)), jsonable(after.get(key))
+        old, new = before.get(key), after.get(key)
+        if type(old) not in _AS_IS:
+            old = jsonable(old)
+        if type(new) not in _AS_IS:
+            new = jsonable(new)
         if old != new:
             changes[key] = [old, new]
     return changes

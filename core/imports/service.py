@@ -387,14 +387,25 @@ class _Run:
         self.key_cell = mapping.index(resource.natural_key) if resource.natural_key in mapping else None
         self.unique = _unique_sets(resource.model)
         self.schema = resource.schema()
+        self.keys = {}
+
+    def key(self, data: dict):
+        """``_key_value`` of ``data``, each distinct text read once per chunk (a key field may check a checksum)."""
+        text = data.get(self.resource.natural_key)
+        if not isinstance(text, str):
+            return _key_value(self.resource, data)
+        if text not in self.keys:
+            self.keys[text] = _key_value(self.resource, data)
+        return self.keys[text]
 
     def parts(self, chunk: list) -> Iterator[list]:
         """``chunk`` (``[(number, cells)]``) cut before each row repeating a natural key of its part."""
         part, seen = [], set()
+        self.keys = {}
         for number, cells in chunk:
             key = None
             if self.key_cell is not None:
-                key = _key_value(self.resource, {self.resource.natural_key: (cells[self.key_cell] or "").strip()})
+                key = self.key({self.resource.natural_key: (cells[self.key_cell] or "").strip()})
             if key is not None and key in seen:
                 yield part
                 part, seen = [], set()
@@ -408,7 +419,7 @@ class _Run:
         """``{natural key: [ids]}`` of the records the user may update that have the keys of ``datas``."""
         if not self.updates:
             return {}
-        values = {v for v in (_key_value(self.resource, d) for d in datas) if v is not None}
+        values = {v for v in (self.key(d) for d in datas) if v is not None}
         if not values:
             return {}
         model = self.resource.model
@@ -478,7 +489,7 @@ def _part(run: _Run, rows: list, keep: bool) -> list:
     for i, data in enumerate(datas):
         if data is None:
             continue
-        ids = existing.get(_key_value(resource, data), []) if existing else []
+        ids = existing.get(run.key(data), []) if existing else []
         if len(ids) > 1:
             results[i] = ValidationError(_("Please correct the highlighted fields."), fields={resource.natural_key: [
                 _("Several records have this value; the row cannot say which one to update.")]})

@@ -92,3 +92,17 @@ def test_a_schema_the_reader_cannot_follow_falls_back_to_the_objects(company):
     expected = {"id": 7, "headline": "周报", "updated_at": "2026-03-01T08:30:00+00:00"}
     assert Plain().dump({"id": 7, "title": "周报", "updated_at": at}) == expected
     assert reader.dump([(7, "周报", at)]) == [expected]
+
+
+def test_audit_snapshots_read_from_loaded_records_match_the_schema_for_every_resource(company):
+    from core import audit
+
+    for resource in every_resource(company):
+        seed(company, resource)
+        with company.app_context():
+            objs = db.session.scalars(records.scoped(resource, user("admin")).order_by(resource.model.id)).all()
+            assert len(objs) >= 3, resource.key
+            expected = [audit.jsonable({k: v for k, v in dumped.items() if k not in records.SYSTEM_FIELDS})
+                        for dumped in resource.schema().dump(objs, many=True)]
+            assert records.snapshots(resource, objs) == expected, resource.key
+            assert records.snapshot(resource, objs[0]) == expected[0], resource.key
