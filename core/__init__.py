@@ -7,6 +7,7 @@ from flask import Flask
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from core import urls
 from core.config import ConfigError, is_weak_secret, load_settings, resolve_secret_key
 from core.extensions import csrf, db, limiter, login_manager
 from core.plugins.manager import PluginError, Plugins
@@ -23,6 +24,7 @@ def create_app(config: dict | None = None, *, load_plugins: bool = True) -> Flas
     """
     settings = load_settings(config)
     app = Flask(__name__, instance_path=settings["INSTANCE_PATH"] or None)
+    urls.init_app(app)
     _configure(app, settings)
 
     db.init_app(app)

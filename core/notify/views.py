@@ -1,7 +1,7 @@
 """Pages and API of notifications: the centre (bell), the user's preferences, the admin page."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
@@ -204,8 +204,6 @@ def robot_new():
 @bp.route("/admin/notifications/robots/<int:robot_id>", methods=["GET", "POST"])
 @admin_required
 def robot_edit(robot_id: int):
-    if not 0 < robot_id < 2**31:
-        abort(404)
     return _robot_form(admin.get_robot(robot_id))
 
 
