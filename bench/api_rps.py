@@ -164,9 +164,7 @@ def main(argv=None) -> None:
         env = {"YITI_DATABASE_URL": url, "YITI_PLUGINS": "notes", "YITI_SECRET_KEY": BENCH_SECRET,
                "YITI_INSTANCE_PATH": tmp, "YITI_ENV": "development",
                "BENCH_DATABASE_URL": url, "BENCH_STATEMENTS": str(statements_file)}
-        (_page_sql, page_params), (_count_sql, count_params) = statements
-        me, departments = count_params[0], count_params[1:]
-        assert list(page_params[:len(count_params)]) == list(count_params), (page_params, count_params)
+        me, departments = _scope_values(statements[1][1])
         bare_path = f"/notes?per_page=20&owner_id={me}&departments={','.join(map(str, departments))}"
         results = {}
         port = free_port()
@@ -195,6 +193,16 @@ def main(argv=None) -> None:
     print(f"  Yiti / bare Flask + SQLAlchemy = {ratio:.2f}x (target >= {TARGET}x): "
           f"{'OK' if ratio >= TARGET else 'UNDER TARGET'}")
     print(f"  Yiti / SQL replayed through the driver = {yiti / replayed:.2f}x (the floor, for reference)")
+
+
+def _scope_values(count_params) -> tuple[int, list[int]]:
+    """The owner id and the department ids the endpoint's count query was given (as the driver got them:
+    a list for SQLite's ``?``, a dict for psycopg's ``%(name)s``)."""
+    if isinstance(count_params, dict):
+        values = [v for k, v in count_params.items() if k.startswith(("owner_id", "department_id"))]
+    else:
+        values = list(count_params)
+    return values[0], values[1:]
 
 
 def _same_rows(port: int, bare_path: str, app, token: str) -> None:

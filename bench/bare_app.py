@@ -31,6 +31,7 @@ def create() -> Flask:
     with warnings.catch_warnings():  # expression indexes of other tables are not reflected, and not needed
         warnings.simplefilter("ignore")
         notes = Table("notes_note", MetaData(), autoload_with=engine)
+    engine.dispose()  # gunicorn --preload forks the workers after this: each must open its own connections
     columns = [notes.c[name] for name in ("id", "title", "body", "owner_id", "department_id", "created_at",
                                           "updated_at", "version")]
     app = Flask("bare")

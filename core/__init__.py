@@ -1,6 +1,8 @@
 """Yiti OA core: ``create_app`` builds the application as a plain sequence of steps."""
 from __future__ import annotations
 
+import os
+import weakref
 from pathlib import Path
 
 from flask import Flask
@@ -137,7 +139,18 @@ def normalise_database_url(url: str) -> str:
 
 
 def _tune_engine(engine) -> None:
-    """SQLite: WAL for concurrent readers, a busy timeout instead of instant lock errors, foreign keys on."""
+    """Every database: a process forked from this one (``gunicorn --preload``, a worker pool) opens
+    its own connections rather than sharing the parent's sockets (reading the saved plugin list
+    opens one while the app is built). SQLite: WAL for concurrent readers, a busy timeout instead
+    of instant lock errors, foreign keys on."""
+    engine_ref = weakref.ref(engine)
+
+    def _forget_the_parents_connections():
+        forked = engine_ref()
+        if forked is not None:
+            forked.dispose(close=False)  # close=False: the parent still uses them
+
+    os.register_at_fork(after_in_child=_forget_the_parents_connections)
     if engine.dialect.name != "sqlite":
         return
 

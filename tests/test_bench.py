@@ -39,10 +39,10 @@ def test_the_benchmark_runs_and_prints_its_figures(name, capsys):
     assert FIGURE.search(out), out
 
 
-def _bench_database() -> str:
-    """A throw-away PostgreSQL database for the benchmarks that need one (they wipe it)."""
+def _bench_database(benchmark: str) -> str:
+    """A throw-away PostgreSQL database for ``benchmark`` (it wipes it; one each, so they can run side by side)."""
     url = make_url(PG_URL)
-    name = "yiti_bench_smoke"
+    name = f"yiti_bench_smoke_{benchmark}"
     engine = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
@@ -56,7 +56,8 @@ def _bench_database() -> str:
 
 
 @pytest.mark.skipif("postgresql" not in ENGINES, reason="YITI_TEST_ENGINES leaves PostgreSQL out")
-def test_the_crm_benchmark_runs_on_postgresql(capsys):
-    importlib.import_module("bench.crm").main([*SMALL["crm"], "--database", _bench_database()])
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_the_benchmark_runs_on_postgresql(name, capsys):
+    importlib.import_module(f"bench.{name}").main([*SMALL[name], "--database", _bench_database(name)])
     out = capsys.readouterr().out
     assert "skipped" not in out and FIGURE.search(out), out

@@ -28,6 +28,33 @@ def test_sqlite_runs_with_wal_busy_timeout_and_foreign_keys(tmp_path):
         db.engine.dispose()
 
 
+def test_a_forked_process_opens_its_own_connections_instead_of_sharing_the_parents(make_app):
+    import os
+
+    app = make_app(plugins=())
+    with app.app_context():
+        engine = db.engine
+        with engine.connect() as conn:  # one connection now waits in the pool, as after building the app
+            parents = id(conn.connection.dbapi_connection)
+        assert engine.pool.checkedin() == 1
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # the child: what gunicorn --preload's workers are
+            try:
+                with engine.connect() as conn:
+                    ok = id(conn.connection.dbapi_connection) != parents and conn.exec_driver_sql("SELECT 1").scalar() == 1
+                os.write(write, b"1" if ok else b"0")
+            finally:
+                os._exit(0)
+        os.close(write)
+        answer = os.read(read, 1)
+        os.waitpid(child, 0)
+        assert answer == b"1"  # the parent's pooled connection was not handed to the child
+        assert engine.pool.checkedin() == 1  # and the parent still has it
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+
+
 def test_foreign_keys_are_enforced_on_both_engines(make_app):
     app = make_app(plugins=())
     with app.app_context():
