@@ -38,7 +38,7 @@ from datetime import date, datetime, time
 import marshmallow
 from flask import current_app
 from flask_babel import force_locale, gettext as _, lazy_gettext as _l
-from sqlalchemy import exc as sa_exc, func, insert, or_, select, update
+from sqlalchemy import exc as sa_exc, insert, or_, select, update
 
 from core import audit, clock, resources as records, xlsx
 from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
@@ -536,11 +536,9 @@ def _insert_together(run: _Run, datas: list, keep: bool):
         return Conflict(_("This clashes with an existing record: a value that must be unique is already used."))
     savepoint = db.session.begin_nested()
     try:
-        objs, first_id = [], _first_free_id(model)
-        for n, (i, clean) in enumerate(cleans):
+        objs = []
+        for i, clean in cleans:
             obj = records.new_record(resource, user, clean)
-            if first_id is not None:
-                obj.id = first_id + n
             db.session.add(obj)
             if resource.before_write is not None:
                 resource.before_write(user, obj, None)
@@ -569,19 +567,6 @@ def _insert_together(run: _Run, datas: list, keep: bool):
     for i, obj in objs:
         results[i] = ("insert", obj, None)
     return results
-
-
-def _first_free_id(model) -> int | None:
-    """On SQLite, the id it would give the next row (one more than the largest); elsewhere ``None``.
-
-    SQLite cannot return the ids of a multi-row ``INSERT`` in the rows' order, so the ORM inserts
-    rows with database-made ids one statement each; numbered here, a batch goes in with one. The
-    import's transaction began with a write (``_begin_with_a_write``), so it holds SQLite's write
-    lock: nobody else can insert, and take these ids, before it commits.
-    """
-    if db.session.get_bind().dialect.name != "sqlite":
-        return None
-    return (db.session.scalar(select(func.max(model.id))) or 0) + 1
 
 
 def require_import(resource, user) -> None:
