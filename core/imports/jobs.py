@@ -10,6 +10,7 @@ committed is taken back (``service.fail``) and the import is marked ``failed`` w
 """
 from __future__ import annotations
 
+import gc
 import logging
 from contextlib import contextmanager
 
@@ -49,6 +50,27 @@ def enqueue(imp: Import) -> None:
     app.extensions["yiti.import_task"](imp.id, step)
 
 
+#: The young generation's threshold while an import runs (Python's default is 700).
+IMPORT_GC_THRESHOLD = 50_000
+
+
+@contextmanager
+def _fewer_collections():
+    """Collect the young generation less often while an import runs.
+
+    Each row allocates thousands of short-lived objects, so at the default threshold the cyclic
+    collector runs constantly and its older passes walk an ever larger heap: a sixth of a
+    100,000-row import (``python -m bench import_export``). Reference counting still frees
+    objects as they go; only reference cycles wait longer. The thresholds are restored afterwards.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], IMPORT_GC_THRESHOLD), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 @contextmanager
 def _acting_as(app: Flask, user):
     """A request context logged in as ``user``: code that asks who is acting (a schema's duplicate
@@ -71,7 +93,7 @@ def run(app: Flask, import_id: int, step: str) -> str:
                 return imp.status if imp is not None else "missing"
             user = db.session.get(User, imp.user_id) if imp.user_id else None
             locale = (getattr(user, "language", None) or app.config["YITI"]["DEFAULT_LANGUAGE"])
-            with force_locale(locale), _acting_as(app, user):
+            with force_locale(locale), _acting_as(app, user), _fewer_collections():
                 if user is None or not user.active:
                     raise Forbidden(_("You do not have permission to do this."))
                 resource = records.get_resource(imp.resource)

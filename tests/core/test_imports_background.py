@@ -226,3 +226,24 @@ def test_a_task_run_twice_does_nothing_the_second_time(app):
 
     assert import_jobs.run(app, import_id, "apply") == "done"
     assert notes(app) == after
+
+
+def test_the_worker_collects_garbage_less_often_while_it_imports_and_restores_the_thresholds(app, monkeypatch):
+    import gc
+
+    from core.imports import jobs as import_jobs
+
+    before = gc.get_threshold()
+    during = []
+    report = service._progress
+
+    def spy(imp, done, progress):
+        during.append(gc.get_threshold())
+        report(imp, done, progress)
+
+    monkeypatch.setattr(service, "_progress", spy)
+    client = login(app, "sales1")
+    import_id = preview_id(upload(client, "便签.csv", csv_bytes(ROWS)))
+    assert run_queued(app) == ["previewed"]
+    assert during and all(t[0] >= import_jobs.IMPORT_GC_THRESHOLD and t[1:] == before[1:] for t in during)
+    assert gc.get_threshold() == before
