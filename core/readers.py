@@ -12,6 +12,7 @@ checks this for every registered resource). A schema with anything else (a ``Met
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 from functools import lru_cache
 
 from marshmallow import fields
@@ -78,7 +79,8 @@ def _converter(field):
     if kind is fields.Integer and not field.as_string:
         return lambda value: value if type(value) is int else int(value)
     if kind in (fields.DateTime, fields.Date) and field.format in (None, "iso", "iso8601"):
-        return lambda value: value.isoformat()
+        # marshmallow's own functions: a datetime in a Date field gives the date, as it does there
+        return datetime.isoformat if kind is fields.DateTime else date.isoformat
     serialize = field._serialize
     return lambda value: serialize(value, None, None)
 

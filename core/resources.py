@@ -356,15 +356,17 @@ def _sort(resource: Resource, raw: str | None, rules: dict) -> list:
 
 # Writing -----------------------------------------------------------------------------------------
 
-_UPDATING: ContextVar[int | None] = ContextVar("yiti_updating_record", default=None)
+_UPDATING: ContextVar[tuple[str, int | None] | None] = ContextVar("yiti_updating_record", default=None)
 
 
-def updating_id() -> int | None:
-    """The id of the record ``update`` is validating input for, while its schema runs; ``None`` for a create.
+def updating_id(resource_key: str) -> int | None:
+    """The id of the ``resource_key`` record ``update`` is validating input for, while its schema
+    runs; ``None`` for a create (or while another resource's record is being updated).
 
     A schema check that compares with other records (a duplicate check) leaves this one out.
     """
-    return _UPDATING.get()
+    updating = _UPDATING.get()
+    return updating[1] if updating is not None and updating[0] == resource_key else None
 
 
 def _record_key(record_id) -> int | None:
@@ -523,7 +525,7 @@ def update(resource: Resource, user, record_id, data: dict, version: int | None 
     The row is re-selected through the update scope (404 outside it) and locked; a version other
     than the current one is a 409 saying who changed it and when; nothing is written then.
     """
-    token = _UPDATING.set(_record_key(record_id))
+    token = _UPDATING.set((resource.key, _record_key(record_id)))
     try:
         clean, body_version = _load(resource, user, data, partial=True)
     finally:

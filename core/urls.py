@@ -15,10 +15,12 @@ MAX_ID = 2**31 - 1
 
 
 class BoundedInt(IntegerConverter):
-    """``int`` with ``max`` defaulting to ``MAX_ID`` (a route may still pass its own bounds)."""
+    """``int`` bounded to what an ``INTEGER`` column holds (a route may still pass its own bounds)."""
 
     def __init__(self, url_map, fixed_digits: int = 0, min: int | None = None, max: int | None = None,
                  signed: bool = False) -> None:
+        if min is None and signed:
+            min = -MAX_ID - 1
         super().__init__(url_map, fixed_digits=fixed_digits, min=min, max=MAX_ID if max is None else max,
                          signed=signed)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
@@ -67,9 +67,10 @@ class ImportChange(db.Model):
     """
 
     __tablename__ = "core_import_change"
+    __table_args__ = (Index("ix_core_import_change_import_id_id", "import_id", "id"),)  # undo reads them in order
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    import_id: Mapped[int] = mapped_column(ForeignKey("core_import.id", ondelete="CASCADE"), nullable=False, index=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("core_import.id", ondelete="CASCADE"), nullable=False)
     kind: Mapped[str] = mapped_column(String(10), nullable=False)
     record_id: Mapped[int] = mapped_column(Integer, nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -749,17 +749,20 @@ def undo(import_id, user) -> Import:
 def _revert(imp: Import, resource, user, force: bool = False) -> list[dict]:
     """Take back the records ``imp`` wrote (``ImportChange``) through the services; ``[{"id", "reason"}]`` left.
 
-    ``force`` (a failed import taking back its own rows) deletes the records it created even if
-    ``user`` may not delete records; still only at the version the import left, and audited.
+    A record is taken back only while it is as the import left it (its last version). A record the
+    import created is deleted, even if a later row of the file changed it again; one it updated
+    gets the values it had before the import's first change to it. ``force`` (a failed import
+    taking back its own rows) deletes the records it created even if ``user`` may not delete
+    records; still only at the version the import left, and audited.
     """
     not_undone = []
 
     def remove(record_id, version):
+        obj = db.session.get(resource.model, record_id)
+        if obj is None or obj.version != version or not _made_by(imp, obj):
+            raise Conflict(_("The record was changed after the import."))
         if not force:
             return records.delete(resource, user, record_id, version=version)
-        obj = db.session.get(resource.model, record_id)
-        if obj is None or obj.version != version:
-            raise Conflict(_("The record was changed after the import."))
         audit.record("delete", resource=resource.key, record_id=obj.id, summary=resource.title(obj),
                      changes=audit.diff(records.snapshot(resource, obj), {}), actor=user)
         db.session.delete(obj)
@@ -775,25 +778,40 @@ def _revert(imp: Import, resource, user, force: bool = False) -> list[dict]:
                 savepoint.rollback()
             not_undone.append({"id": record_id, "reason": str(exc.message)})
 
-    for record_id, version, _before in _changes(imp, "insert"):
-        attempt(record_id, lambda: remove(record_id, version))
-    for record_id, version, before in _changes(imp, "update"):
-        attempt(record_id, lambda: records.update(resource, user, record_id, before, version=version))
+    for record_id, (created, version, before) in _changes_by_record(imp).items():
+        if created:
+            attempt(record_id, lambda: remove(record_id, version))
+        else:
+            attempt(record_id, lambda: records.update(resource, user, record_id, before, version=version))
     return not_undone
 
 
-def _changes(imp: Import, kind: str, batch: int = 500) -> Iterator[tuple[int, int, dict | None]]:
-    """``(record id, version, before)`` of each record of ``kind`` the import wrote, read ``batch`` at a time."""
+def _made_by(imp: Import, obj) -> bool:
+    """Whether ``obj`` can be the record the import created under its id. SQLite gives a deleted
+    record's id to the next new one: a record made after the import finished is someone else's."""
+    made = getattr(obj, "created_at", None)
+    if made is None:
+        return True
+    return imp.created_at <= made and (imp.finished_at is None or made <= imp.finished_at)
+
+
+def _changes_by_record(imp: Import, batch: int = 500) -> dict[int, tuple[bool, int, dict]]:
+    """``{record id: (created by the import, last version it left, values before its first change)}``
+    in the order the import first wrote each record, read ``batch`` changes at a time."""
+    found: dict[int, tuple[bool, int, dict]] = {}
     last = 0
     while True:
         rows = db.session.execute(
-            select(ImportChange.id, ImportChange.record_id, ImportChange.version, ImportChange.before)
-            .where(ImportChange.import_id == imp.id, ImportChange.kind == kind, ImportChange.id > last)
+            select(ImportChange.id, ImportChange.kind, ImportChange.record_id, ImportChange.version, ImportChange.before)
+            .where(ImportChange.import_id == imp.id, ImportChange.id > last)
             .order_by(ImportChange.id).limit(batch)).all()
         if not rows:
-            return
-        for _id, record_id, version, before in rows:
-            yield record_id, version, before
+            return found
+        for _id, kind, record_id, version, before in rows:
+            created, _version, earliest = found.get(record_id, (kind == "insert", version, {}))
+            for key, value in (before or {}).items() if kind == "update" else ():
+                earliest.setdefault(key, value)  # a later row's "before" is the import's own value
+            found[record_id] = (created, version, earliest)
         last = rows[-1][0]
 
 

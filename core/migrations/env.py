@@ -32,6 +32,13 @@ def render_item(type_, obj, autogen_context):
 
 def run_migrations_online() -> None:
     with db.engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite alters a table by copying and dropping it: with foreign keys on, dropping it
+            # would cascade to (delete) the rows of every table that refers to it. Off for the
+            # migration (outside its transaction, where SQLite takes the pragma), checked after.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=db.metadata,
@@ -40,8 +47,18 @@ def run_migrations_online() -> None:
             compare_type=True,
             render_item=render_item,
         )
-        with context.begin_transaction():
-            context.run_migrations()
+        try:
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if sqlite:
+                connection.rollback()
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            connection.commit()
+            if broken:
+                raise RuntimeError(f"the migration left rows whose references do not exist: {broken[:5]}")
 
 
 assert current_app, "migrations run inside the app (yiti db upgrade)"

@@ -113,7 +113,7 @@ class CustomerSchema(_Owned):
             return
         from plugins.crm.services import duplicate_errors
 
-        errors = duplicate_errors(data.get("name"), data.get("credit_code"), exclude_id=records.updating_id())
+        errors = duplicate_errors(data.get("name"), data.get("credit_code"), exclude_id=records.updating_id("crm.customer"))
         if errors:
             raise ValidationError(errors)
 

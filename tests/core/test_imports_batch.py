@@ -7,6 +7,7 @@ are the ones ``records.create`` writes, and undo takes back every batch.
 """
 from __future__ import annotations
 
+import pytest
 from flask_babel import gettext
 from sqlalchemy import select
 
@@ -17,7 +18,8 @@ from core.imports import service
 from core.imports.models import Import, ImportChange
 from core.permissions.services import set_grants
 
-from tests.core.test_imports import app, csv_bytes, login, note_resource, notes, preview_id, upload, user  # noqa: F401
+from tests.core.test_imports import (app, add_note, csv_bytes, login, note_resource, notes, preview_id,  # noqa: F401
+                                     upload, user)
 
 
 def written(import_id: int, kind: str) -> list[tuple]:
@@ -146,3 +148,48 @@ def test_undo_takes_back_every_batch(app):
         deleted = db.session.scalars(select(AuditEntry.record_id).where(AuditEntry.action == "delete",
                                                                        AuditEntry.resource == "notes.note")).all()
         assert sorted(deleted) == sorted(i for i, _v, _b in written(import_id, "insert"))
+
+
+@pytest.mark.parametrize("batch_rows", [1, 500])
+def test_undo_deletes_a_record_the_import_created_and_then_changed_again(app, batch_rows):
+    app.config["YITI"]["IMPORT_BATCH_ROWS"] = batch_rows
+    client = login(app, "sales1")
+    before = notes(app)
+    rows = [["标题", "内容"], ["两次写入", "第一版"], ["两次写入", "第二版"]]
+    import_id = preview_id(upload(client, "notes.csv", csv_bytes(rows)))
+    client.post(f"/imports/{import_id}/apply")
+    assert sorted(v for k, v in notes(app).items() if k not in before) == [("两次写入", "第二版", "sales1")]
+    assert client.post(f"/imports/{import_id}/undo").status_code == 302
+    assert notes(app) == before
+    with app.app_context():
+        assert db.session.get(Import, import_id).not_undone == []
+
+
+def test_undo_gives_a_record_updated_twice_the_values_it_had_before_the_import(app):
+    app.config["YITI"]["IMPORT_BATCH_ROWS"] = 1
+    mine = add_note(app, "sales1", "周报", "原来的")
+    client = login(app, "sales1")
+    import_id = preview_id(upload(client, "notes.csv", csv_bytes([["标题", "内容"], ["周报", "一"], ["周报", "二"]])))
+    client.post(f"/imports/{import_id}/apply")
+    assert notes(app)[mine] == ("周报", "二", "sales1")
+    assert client.post(f"/imports/{import_id}/undo").status_code == 302
+    assert notes(app)[mine] == ("周报", "原来的", "sales1")
+
+
+def test_undo_leaves_a_new_record_that_got_the_id_of_a_deleted_imported_one(app):
+    client = login(app, "sales1")
+    import_id = preview_id(upload(client, "notes.csv", csv_bytes([["标题", "内容"], ["导入的", "x"]])))
+    client.post(f"/imports/{import_id}/apply")
+    with app.app_context():
+        (imported,) = [i for i, _v, _b in written(import_id, "insert")]
+        records.delete(note_resource(), user("sales1"), imported, version=1)
+        db.session.commit()
+        newer = records.create(note_resource(), user("sales1"), {"title": "后来新建的", "body": "y"})
+        if db.engine.dialect.name == "sqlite":
+            assert newer.id == imported  # SQLite gives the deleted record's id to the next one
+        db.session.commit()
+        newer_id = newer.id
+    assert client.post(f"/imports/{import_id}/undo").status_code == 302
+    assert notes(app)[newer_id] == ("后来新建的", "y", "sales1")
+    with app.app_context():
+        assert [n["id"] for n in db.session.get(Import, import_id).not_undone] == [imported]

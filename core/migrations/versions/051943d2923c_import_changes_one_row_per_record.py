@@ -19,14 +19,6 @@ depends_on = None
 
 
 def upgrade():
-    # The lists are staged in a table of their own first: dropping the columns makes SQLite copy
-    # and drop core_import, and dropping it would cascade to rows already in core_import_change.
-    _stage_the_lists()
-    # Reflecting core_import for that copy must not reflect the tables it refers to (core_user's
-    # expression index cannot be reflected and would only warn).
-    with op.batch_alter_table('core_import', schema=None, reflect_kwargs={"resolve_fks": False}) as batch_op:
-        batch_op.drop_column('updated_records')
-        batch_op.drop_column('created')
     op.create_table('core_import_change',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('import_id', sa.Integer(), nullable=False),
@@ -38,30 +30,33 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_core_import_change'))
     )
     with op.batch_alter_table('core_import_change', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_core_import_change_import_id'), ['import_id'], unique=False)
-    columns = "import_id, kind, record_id, version, before"
-    op.execute(f"INSERT INTO core_import_change ({columns}) SELECT {columns} FROM _core_import_change_staged ORDER BY id")
-    op.drop_table('_core_import_change_staged')
+        batch_op.create_index('ix_core_import_change_import_id_id', ['import_id', 'id'], unique=False)
+    _copy_the_lists()
+    # SQLite drops the columns by copying core_import (env.py turns foreign keys off meanwhile, so
+    # the copied rows above are not cascaded away); reflecting it must not reflect the tables it
+    # refers to (core_user's expression index cannot be reflected and would only warn).
+    with op.batch_alter_table('core_import', schema=None, reflect_kwargs={"resolve_fks": False}) as batch_op:
+        batch_op.drop_column('updated_records')
+        batch_op.drop_column('created')
 
 
 _JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql')
 
 
-def _stage_the_lists():
-    staged = op.create_table('_core_import_change_staged',
-                             sa.Column('id', sa.Integer(), primary_key=True), sa.Column('import_id', sa.Integer()),
-                             sa.Column('kind', sa.String(10)), sa.Column('record_id', sa.Integer()),
-                             sa.Column('version', sa.Integer()), sa.Column('before', _JSON, nullable=True))
+def _copy_the_lists():
     imports = sa.table('core_import', sa.column('id', sa.Integer), sa.column('created', _JSON),
                        sa.column('updated_records', _JSON))
+    changes = sa.table('core_import_change', sa.column('import_id', sa.Integer), sa.column('kind', sa.String),
+                       sa.column('record_id', sa.Integer), sa.column('version', sa.Integer), sa.column('before', _JSON))
     conn = op.get_bind()
-    for import_id, created, updated in conn.execute(sa.select(imports.c.id, imports.c.created, imports.c.updated_records)):
+    for import_id, created, updated in conn.execute(sa.select(imports.c.id, imports.c.created, imports.c.updated_records)
+                                                    .order_by(imports.c.id)).all():
         rows = [{"import_id": import_id, "kind": "insert", "record_id": record_id, "version": version, "before": None}
                 for record_id, version in created or []]
         rows += [{"import_id": import_id, "kind": "update", "record_id": change["id"], "version": change["version"],
                   "before": change["before"]} for change in updated or []]
         if rows:
-            conn.execute(staged.insert(), rows)
+            conn.execute(changes.insert(), rows)
 
 
 def downgrade():
@@ -71,6 +66,6 @@ def downgrade():
         batch_op.add_column(sa.Column('updated_records', _JSON, nullable=False, server_default='[]'))
 
     with op.batch_alter_table('core_import_change', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_core_import_change_import_id'))
+        batch_op.drop_index('ix_core_import_change_import_id_id')
 
     op.drop_table('core_import_change')
