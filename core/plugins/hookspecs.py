@@ -62,8 +62,9 @@ def register_roles():
 def register_menu(user):
     """Navigation entries for ``user`` (the logged-in user).
 
-    Returns a list of ``MenuItem``; the portal shows them sorted by ``(section, order, key)``.
-    Return nothing for a user who may not use the page. Called on every page render.
+    Returns a list of ``MenuItem``; the portal shows them sorted by ``(section, order, key)``, a
+    module's pages under one ``group`` label as one dropdown of the top bar. Return nothing for
+    a user who may not use the page. Called on every page render.
     """
 
 

@@ -26,6 +26,9 @@ class PluginSpec:
 class MenuItem:
     """A navigation entry: ``url_for(endpoint, **params)``; ``section`` groups items (``main`` or ``admin``).
 
+    ``group`` (a label) puts a ``main`` item in a dropdown of the top bar with the other items of
+    that label, where the first of them would stand: a module with many pages (CRM: customers,
+    contacts, leads...) takes one place in the bar, however many modules are enabled.
     A resource's generic list is ``MenuItem(key, label, "records.list_page", params={"plugin": ..., "plural": ...})``.
     """
 
@@ -37,6 +40,7 @@ class MenuItem:
     icon: str = ""
     badge: Callable[[], int] | None = None  # a cheap count shown beside the label, called once per page render
     params: dict = field(default_factory=dict, hash=False, compare=False)  # url_for arguments
+    group: object = None
 
 
 @dataclass(frozen=True)

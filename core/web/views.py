@@ -1,6 +1,7 @@
 """Home dashboard, language switch and health checks."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
@@ -24,9 +25,25 @@ def _navigation():
         return {"menu": {}}
     items = sorted(plugins().collect("register_menu", user=current_user), key=lambda i: (i.section, i.order, i.key))
     menu: dict[str, list] = {}
+    groups: dict[str, MenuGroup] = {}
     for item in items:
-        menu.setdefault(item.section, []).append(item)
+        if item.section == "main" and item.group is not None:
+            label = str(item.group)
+            if label not in groups:
+                groups[label] = MenuGroup(label=item.group, entries=[])
+                menu.setdefault("main", []).append(groups[label])
+            groups[label].entries.append(item)
+        else:
+            menu.setdefault(item.section, []).append(item)
     return {"menu": menu}
+
+
+@dataclass
+class MenuGroup:
+    """A dropdown of the top bar: the ``main`` menu items that share a ``group`` label."""
+
+    label: object
+    entries: list
 
 
 @bp.get("/")

@@ -48,8 +48,9 @@ def register_menu(user):
 
     items = []
     if can(user, "approval.request.create"):
-        items.append(MenuItem("approval.start", _l("Start approval"), "approval.start_index", order=20))
-    items.append(MenuItem("approval.mine", _l("My requests"), "approval.mine", order=21))
+        items.append(MenuItem("approval.start", _l("Start approval"), "approval.start_index", order=20,
+                              group=_l("Approvals")))
+    items.append(MenuItem("approval.mine", _l("My requests"), "approval.mine", order=21, group=_l("Approvals")))
     if can(user, "approval.flow.manage"):
         items.append(MenuItem("approval.flows", _l("Approval flows"), "approval.flows", order=40, section="admin"))
     return items

@@ -68,15 +68,17 @@ def register_menu(user):
     from core.permissions import can
     from plugins.crm.resources import RESOURCES
 
+    group = _l("CRM")  # one dropdown of the top bar for all of them
     items = [MenuItem(f"crm.{r.plural}", r.label_plural, "records.list_page", order=30 + i,
-                      params={"plugin": "crm", "plural": r.plural})
+                      params={"plugin": "crm", "plural": r.plural}, group=group)
              for i, r in enumerate(RESOURCES) if can(user, r.permission("read"))]
     from plugins.crm.insight import readable_reports
 
     if readable_reports(user):
-        items.append(MenuItem("crm.reports", _l("CRM reports"), "crm_insight.reports_page", order=30 + len(RESOURCES)))
+        items.append(MenuItem("crm.reports", _l("CRM reports"), "crm_insight.reports_page", order=30 + len(RESOURCES),
+                              group=group))
     if can(user, "crm.opportunity.read"):
-        items.append(MenuItem("crm.kanban", _l("Opportunity board"), "crm_pages.kanban", order=29))
+        items.append(MenuItem("crm.kanban", _l("Opportunity board"), "crm_pages.kanban", order=29, group=group))
     return items
 
 

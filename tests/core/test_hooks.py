@@ -88,6 +88,20 @@ def test_hook_register_menu(notes_app):
     assert "/admin/users" in logged_in(notes_app, "admin").get("/").get_data(as_text=True)
 
 
+def test_menu_items_with_a_group_share_one_dropdown_of_the_top_bar_where_the_first_would_stand(notes_app):
+    client = logged_in(notes_app, "sales1")
+    page = client.get("/crm/customers").get_data(as_text=True)
+    bar = page[page.index('<ul class="navbar-nav me-auto">'):page.index("</ul>\n      <form")]
+    toggles = re.findall(r'<a class="nav-link(?: dropdown-toggle)?( active)?"[^>]*>([^<]+)<', bar)
+    assert [label for _active, label in toggles][:5] == ["待办", "首页", "审批", "客户管理", "团队便签"]
+    assert dict((label, bool(active)) for active, label in toggles)["客户管理"] is True  # a page of the group is open
+    crm = bar[bar.index(">客户管理<"):]
+    crm = crm[:crm.index("</ul>")]
+    assert re.search(r'class="dropdown-item active" aria-current="page" href="/crm/customers"', crm)
+    assert 'href="/crm/contacts"' in crm and 'href="/crm/leads"' in crm
+    assert bar.count('href="/crm/customers"') == 1
+
+
 def test_hook_register_dashboard_widgets(notes_app):
     home = logged_in(notes_app).get("/").get_data(as_text=True)
     # Sorted by (order, key): the welcome card (order 0) before the org chart (10) and notes (50).

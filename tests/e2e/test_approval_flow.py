@@ -8,14 +8,20 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.test_portal import load, signed_in_page as login, zh
+from tests.e2e.test_portal import load, open_menu, signed_in_page as login, zh
 
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 
 
-def submit_expense(app, page: Page, amount: str, reason: str, invoice: str | None = None) -> None:
+def start_approval(app, page: Page) -> None:
+    """Top bar → 审批 → 发起审批."""
+    open_menu(page, zh(app, "Approvals"))
     load(page, page.get_by_role("navigation").get_by_role("link", name=zh(app, "Start approval"), exact=True))
+
+
+def submit_expense(app, page: Page, amount: str, reason: str, invoice: str | None = None) -> None:
+    start_approval(app, page)
     card = page.locator(".card").filter(has=page.get_by_role("heading", name="费用报销", exact=True))
     load(page, card.get_by_role("link", name=zh(app, "Fill in"), exact=True))
     page.get_by_label("报销金额").fill(amount)
@@ -135,7 +141,7 @@ def test_an_admin_designs_a_form_and_flow_and_an_employee_submits_it(
     admin.context.close()
 
     sales1 = login(browser, live_server, "sales1")
-    load(sales1, sales1.get_by_role("navigation").get_by_role("link", name=zh(app, "Start approval"), exact=True))
+    start_approval(app, sales1)
     card = sales1.locator(".card").filter(has=sales1.get_by_role("heading", name="培训申请", exact=True))
     load(sales1, card.get_by_role("link", name=zh(app, "Fill in"), exact=True))
     sales1.get_by_label("课程名称").fill("项目管理")
