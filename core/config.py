@@ -45,6 +45,7 @@ DEFAULTS: dict[str, object] = {
     "OUTBOX_BATCH": 100,               # deliveries claimed per sweep
     "IMPORT_BACKGROUND_ROWS": 2000,    # imports of more rows are checked and applied by the worker
     "IMPORT_BATCH_ROWS": 500,          # a background import commits its progress every this many rows
+    "IMPORT_STALE_MINUTES": 30,        # a worker import without progress this long is failed and taken back
     "WEBHOOK_TIMEOUT_SECONDS": 10,     # connect + answer time-out of one outbound webhook call
     "WEBHOOK_CONCURRENCY": 4,          # subscriptions a webhook sweep serves at once (one thread each)
     "ENCRYPTION_KEYS": [],             # Fernet keys for fields encrypted at rest; the first encrypts

@@ -67,7 +67,10 @@ def register_jobs():
     every = timedelta(seconds=current_app.config["YITI"]["OUTBOX_SWEEP_SECONDS"])
     from core import webhooks
 
+    from core.imports import service as imports
+
     found = [PeriodicJob("core.sweep_outbox", jobs.sweep_outbox, every=every),
+             PeriodicJob("core.stale_imports", imports.fail_stale, every=timedelta(minutes=5)),
              PeriodicJob("core.sweep_webhooks", webhooks.sweep, every=every),
              PeriodicJob("core.backup_queue", backup_runs.process_queue, every=timedelta(minutes=1))]
     from core.notify import sweep as notify_sweep

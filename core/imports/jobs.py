@@ -104,6 +104,9 @@ def run(app: Flask, import_id: int, step: str) -> str:
                     service.write(imp, resource, user, progress=db.session.commit)
                 db.session.commit()
                 return imp.status
+        except service.ImportStopped:  # failed meanwhile (fail_stale): it took back what was committed
+            db.session.rollback()
+            return db.session.get(Import, import_id).status
         except Exception as exc:  # whatever stopped it, the import must end failed, not half-written
             db.session.rollback()
             log.exception("import %s (%s) failed", import_id, step)

@@ -33,17 +33,17 @@ import json
 import re
 import zipfile
 from collections.abc import Iterator
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 
 import marshmallow
 from flask import current_app
 from flask_babel import force_locale, gettext as _, lazy_gettext as _l
-from sqlalchemy import exc as sa_exc, insert, or_, select, update
+from sqlalchemy import exc as sa_exc, func, insert, or_, select, update
 
 from core import audit, clock, resources as records, xlsx
 from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from core.extensions import db
-from core.imports.models import Import, ImportChange
+from core.imports.models import ACTIVE, Import, ImportChange
 from core.permissions import can, require, scope_filter
 from core.permissions.fields import field_rules
 
@@ -613,13 +613,23 @@ def _progress(imp: Import, done: int, progress) -> None:
         _begin_with_a_write(imp)
 
 
+class ImportStopped(Exception):
+    """The import is no longer in the step its worker runs (``fail_stale`` failed it meanwhile)."""
+
+
 def _begin_with_a_write(imp: Import) -> None:
     """Open the transaction the rows' savepoints nest in with a write. SQLite's driver begins a
     transaction only at a write: a ``SAVEPOINT`` issued first would be the transaction, and its
-    ``RELEASE`` a commit of that row on its own."""
+    ``RELEASE`` a commit of that row on its own.
+
+    The write also locks the import's row for the batch, and finds it still in the step being
+    run; otherwise ``ImportStopped``: nothing more of it is written.
+    """
     db.session.flush()
-    db.session.execute(update(Import).where(Import.id == imp.id).values(progress_at=clock.now())
-                       .execution_options(synchronize_session=False))
+    moved = db.session.execute(update(Import).where(Import.id == imp.id, Import.status == imp.status)
+                               .values(progress_at=clock.now()).execution_options(synchronize_session=False))
+    if moved.rowcount != 1:
+        raise ImportStopped(imp.id)
 
 
 def check(imp: Import, resource, user, progress=None) -> Import:
@@ -719,7 +729,9 @@ def fail(import_id, user, message: str) -> Import:
     only while still at the version the import left (as ``undo``); what could not be taken back is
     listed in ``not_undone``. The failure is audited.
     """
-    imp = db.session.get(Import, import_id)
+    imp = db.session.scalar(select(Import).where(Import.id == import_id).with_for_update())
+    if imp.status not in ACTIVE:
+        return imp  # it finished, or was failed, meanwhile
     resource = records.get_resource(imp.resource)
     not_undone = _revert(imp, resource, user, force=True) if imp.status == "applying" else []
     imp.status, imp.error, imp.finished_at, imp.data = "failed", message[:2000], clock.now(), None
@@ -729,6 +741,30 @@ def fail(import_id, user, message: str) -> Import:
                  actor=user)
     db.session.flush()
     return imp
+
+
+def fail_stale() -> list[int]:
+    """The ``core.stale_imports`` job: imports the worker has not moved for ``IMPORT_STALE_MINUTES``
+    (it was stopped or restarted mid-file, or never took the job) are failed like a job that
+    failed: what they committed is taken back and the owner sees why. Returns their ids."""
+    from flask_babel import force_locale
+
+    from core.org.models import User
+
+    limit = clock.now() - timedelta(minutes=current_app.config["YITI"]["IMPORT_STALE_MINUTES"])
+    stale = db.session.scalars(select(Import.id).where(
+        Import.status.in_(ACTIVE), func.coalesce(Import.progress_at, Import.created_at) < limit)
+        .order_by(Import.id)).all()
+    db.session.commit()
+    for import_id in stale:
+        imp = db.session.get(Import, import_id)
+        owner = db.session.get(User, imp.user_id) if imp.user_id else None
+        with force_locale(getattr(owner, "language", None) or current_app.config["YITI"]["DEFAULT_LANGUAGE"]):
+            fail(import_id, owner, _("The import stopped: the background worker made no progress for %(minutes)s "
+                                     "minutes (was it restarted?). What it had written was taken back; import the "
+                                     "file again.", minutes=current_app.config["YITI"]["IMPORT_STALE_MINUTES"]))
+        db.session.commit()
+    return list(stale)
 
 
 def undo(import_id, user) -> Import:

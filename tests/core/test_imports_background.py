@@ -247,3 +247,70 @@ def test_the_worker_collects_garbage_less_often_while_it_imports_and_restores_th
     assert run_queued(app) == ["previewed"]
     assert during and all(t[0] >= import_jobs.IMPORT_GC_THRESHOLD and t[1:] == before[1:] for t in during)
     assert gc.get_threshold() == before
+
+
+class WorkerKilled(BaseException):
+    """What a worker restarted mid-file looks like from the database: it just stops (nothing is caught)."""
+
+
+def _killed_after_two_batches(monkeypatch):
+    part, calls = service._part, []
+
+    def die_on_the_third_batch(run, rows, keep):
+        calls.append(rows)
+        if keep and len(calls) == 3:
+            raise WorkerKilled()
+        return part(run, rows, keep)
+
+    monkeypatch.setattr(service, "_part", die_on_the_third_batch)
+
+
+def test_an_import_its_worker_stopped_mid_file_is_failed_and_taken_back_after_the_stale_time(app, monkeypatch):
+    from datetime import timedelta
+
+    from core import clock
+
+    client = login(app, "sales1")
+    before = notes(app)
+    import_id = preview_id(upload(client, "便签.csv", csv_bytes(ROWS)))
+    run_queued(app)
+    client.post(f"/imports/{import_id}/apply")
+    _killed_after_two_batches(monkeypatch)
+    with pytest.raises(WorkerKilled):
+        run_queued(app)
+    with app.app_context():
+        db.session.remove()
+    assert len(notes(app)) == len(before) + 3  # two batches were committed when it stopped
+    assert status(app, import_id).status == "applying"
+    with app.app_context():
+        assert service.fail_stale() == []  # not stale yet
+        clock.set_now(clock.now() + timedelta(minutes=app.config["YITI"]["IMPORT_STALE_MINUTES"] + 1))
+        try:
+            assert service.fail_stale() == [import_id]
+        finally:
+            clock.set_now(None)
+    assert notes(app) == before  # taken back
+    imp = status(app, import_id)
+    assert imp.status == "failed" and "30" in imp.error and imp.not_undone == []
+    assert imp.error in client.get(f"/imports/{import_id}").get_data(as_text=True)
+
+
+def test_a_worker_whose_import_was_failed_meanwhile_stops_at_its_next_batch(app, monkeypatch):
+    client = login(app, "sales1")
+    before = notes(app)
+    import_id = preview_id(upload(client, "便签.csv", csv_bytes(ROWS)))
+    run_queued(app)
+    client.post(f"/imports/{import_id}/apply")
+    begin, calls = service._begin_with_a_write, []
+
+    def the_sweep_gets_there_after_the_first_batch(imp):
+        calls.append(imp.id)
+        if len(calls) == 2:  # the first batch is committed; another server fails the import now
+            with db.engine.begin() as conn:
+                conn.execute(text("UPDATE core_import SET status = 'failed' WHERE id = :id"), {"id": imp.id})
+        begin(imp)
+
+    monkeypatch.setattr(service, "_begin_with_a_write", the_sweep_gets_there_after_the_first_batch)
+    assert run_queued(app) == ["failed"]
+    assert len(notes(app)) == len(before) + 2  # the first batch (two good rows), of the five, nothing after it
+    assert status(app, import_id).status == "failed"
