@@ -19,14 +19,14 @@ from core.extensions import db
 from core.web.discussion import download_response
 
 
-@bp.get("/<plugin>/<plural>/<int:record_id>/attachments")
+@bp.get("/<name:plugin>/<name:plural>/<int:record_id>/attachments")
 @login_required
 def attachment_list(plugin: str, plural: str, record_id: int):
     resource = records.by_path(plugin, plural)
     return jsonify({"items": [attachments.dump(a) for a in attachments.list_for(resource, record_id, current_user)]})
 
 
-@bp.post("/<plugin>/<plural>/<int:record_id>/attachments")
+@bp.post("/<name:plugin>/<name:plural>/<int:record_id>/attachments")
 @login_required
 def attachment_upload(plugin: str, plural: str, record_id: int):
     resource = records.by_path(plugin, plural)
@@ -35,7 +35,7 @@ def attachment_upload(plugin: str, plural: str, record_id: int):
     return jsonify(attachments.dump(attachment)), 201
 
 
-@bp.get("/<plugin>/<plural>/<int:record_id>/attachments/<int:attachment_id>")
+@bp.get("/<name:plugin>/<name:plural>/<int:record_id>/attachments/<int:attachment_id>")
 @login_required
 def attachment_download(plugin: str, plural: str, record_id: int, attachment_id: int):
     resource = records.by_path(plugin, plural)
@@ -44,7 +44,7 @@ def attachment_download(plugin: str, plural: str, record_id: int, attachment_id:
     return download_response(result)
 
 
-@bp.delete("/<plugin>/<plural>/<int:record_id>/attachments/<int:attachment_id>")
+@bp.delete("/<name:plugin>/<name:plural>/<int:record_id>/attachments/<int:attachment_id>")
 @login_required
 def attachment_delete(plugin: str, plural: str, record_id: int, attachment_id: int):
     resource = records.by_path(plugin, plural)
@@ -53,7 +53,7 @@ def attachment_delete(plugin: str, plural: str, record_id: int, attachment_id: i
     return "", 204
 
 
-@bp.get("/<plugin>/<plural>/<int:record_id>/comments")
+@bp.get("/<name:plugin>/<name:plural>/<int:record_id>/comments")
 @login_required
 def comment_list(plugin: str, plural: str, record_id: int):
     resource = records.by_path(plugin, plural)
@@ -62,7 +62,7 @@ def comment_list(plugin: str, plural: str, record_id: int):
     return jsonify({"items": [comments.dump(c, names) for c in thread]})
 
 
-@bp.post("/<plugin>/<plural>/<int:record_id>/comments")
+@bp.post("/<name:plugin>/<name:plural>/<int:record_id>/comments")
 @login_required
 def comment_create(plugin: str, plural: str, record_id: int):
     resource = records.by_path(plugin, plural)

@@ -42,7 +42,7 @@ def _required_version(body: dict | None = None) -> int:
     return version
 
 
-@bp.get("/<plugin>/<plural>")
+@bp.get("/<name:plugin>/<name:plural>")
 @login_required
 def resource_list(plugin: str, plural: str):
     resource = records.by_path(plugin, plural)
@@ -50,7 +50,7 @@ def resource_list(plugin: str, plural: str):
     return jsonify(envelope(page.items, page.total, page.page, page.per_page))
 
 
-@bp.post("/<plugin>/<plural>")
+@bp.post("/<name:plugin>/<name:plural>")
 @login_required
 def resource_create(plugin: str, plural: str):
     resource = records.by_path(plugin, plural)
@@ -59,7 +59,7 @@ def resource_create(plugin: str, plural: str):
     return jsonify(records.dump(resource, current_user, obj)), 201
 
 
-@bp.get("/<plugin>/<plural>/<int:record_id>")
+@bp.get("/<name:plugin>/<name:plural>/<int:record_id>")
 @login_required
 def resource_get(plugin: str, plural: str, record_id: int):
     resource = records.by_path(plugin, plural)
@@ -69,7 +69,7 @@ def resource_get(plugin: str, plural: str, record_id: int):
     return response
 
 
-@bp.patch("/<plugin>/<plural>/<int:record_id>")
+@bp.patch("/<name:plugin>/<name:plural>/<int:record_id>")
 @login_required
 def resource_update(plugin: str, plural: str, record_id: int):
     resource = records.by_path(plugin, plural)
@@ -80,7 +80,7 @@ def resource_update(plugin: str, plural: str, record_id: int):
     return jsonify(records.dump(resource, current_user, obj))
 
 
-@bp.delete("/<plugin>/<plural>/<int:record_id>")
+@bp.delete("/<name:plugin>/<name:plural>/<int:record_id>")
 @login_required
 def resource_delete(plugin: str, plural: str, record_id: int):
     resource = records.by_path(plugin, plural)
@@ -89,7 +89,7 @@ def resource_delete(plugin: str, plural: str, record_id: int):
     return "", 204
 
 
-@bp.get("/<plugin>/<plural>/<int:record_id>/history")
+@bp.get("/<name:plugin>/<name:plural>/<int:record_id>/history")
 @login_required
 def resource_history(plugin: str, plural: str, record_id: int):
     resource = records.by_path(plugin, plural)
@@ -106,7 +106,7 @@ def _printable(args) -> dict:
     return {k.replace("\x00", ""): v.replace("\x00", "") for k, v in args.items()}
 
 
-@bp.get("/<plugin>/<plural>/export.csv")
+@bp.get("/<name:plugin>/<name:plural>/export.csv")
 @login_required
 def resource_export(plugin: str, plural: str):
     """The current filtered list as CSV, streamed in batches, as the user may see it; audited."""
@@ -136,7 +136,7 @@ def resource_export(plugin: str, plural: str):
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-@bp.get("/<plugin>/<plural>/export.xlsx")
+@bp.get("/<name:plugin>/<name:plural>/export.xlsx")
 @login_required
 def resource_export_xlsx(plugin: str, plural: str):
     """The current filtered list as XLSX (headers in the user's language), as the user may see it; audited.

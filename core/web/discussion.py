@@ -61,7 +61,7 @@ def _first_message(exc: ValidationError, field: str) -> str:
     return str(messages[0])
 
 
-@bp.post("/<plugin>/<plural>/<int:record_id>/attachments")
+@bp.post("/<name:plugin>/<name:plural>/<int:record_id>/attachments")
 @login_required
 def upload(plugin: str, plural: str, record_id: int):
     resource = records.by_path(plugin, plural)
@@ -75,7 +75,7 @@ def upload(plugin: str, plural: str, record_id: int):
     return _detail(plugin, plural, record_id)
 
 
-@bp.get("/<plugin>/<plural>/<int:record_id>/attachments/<int:attachment_id>")
+@bp.get("/<name:plugin>/<name:plural>/<int:record_id>/attachments/<int:attachment_id>")
 @login_required
 def download(plugin: str, plural: str, record_id: int, attachment_id: int):
     resource = records.by_path(plugin, plural)
@@ -84,7 +84,7 @@ def download(plugin: str, plural: str, record_id: int, attachment_id: int):
     return download_response(result)
 
 
-@bp.post("/<plugin>/<plural>/<int:record_id>/attachments/<int:attachment_id>/delete")
+@bp.post("/<name:plugin>/<name:plural>/<int:record_id>/attachments/<int:attachment_id>/delete")
 @login_required
 def remove(plugin: str, plural: str, record_id: int, attachment_id: int):
     resource = records.by_path(plugin, plural)
@@ -94,7 +94,7 @@ def remove(plugin: str, plural: str, record_id: int, attachment_id: int):
     return _detail(plugin, plural, record_id)
 
 
-@bp.post("/<plugin>/<plural>/<int:record_id>/comments")
+@bp.post("/<name:plugin>/<name:plural>/<int:record_id>/comments")
 @login_required
 def comment(plugin: str, plural: str, record_id: int):
     resource = records.by_path(plugin, plural)

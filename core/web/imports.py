@@ -22,7 +22,7 @@ from core.imports.models import ACTIVE, Import
 bp = Blueprint("imports", __name__)
 
 
-@bp.route("/<plugin>/<plural>/import", methods=["GET", "POST"])
+@bp.route("/<name:plugin>/<name:plural>/import", methods=["GET", "POST"])
 @login_required
 def upload(plugin: str, plural: str):
     resource = records.by_path(plugin, plural)
@@ -49,7 +49,7 @@ def upload(plugin: str, plural: str):
                            fields=fields, key_label=imports.label(resource, resource.natural_key) if resource.natural_key else None), 422 if errors else 200
 
 
-@bp.get("/<plugin>/<plural>/import/template.<kind>")
+@bp.get("/<name:plugin>/<name:plural>/import/template.<kind>")
 @login_required
 def template(plugin: str, plural: str, kind: str):
     resource = records.by_path(plugin, plural)

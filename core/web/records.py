@@ -155,7 +155,7 @@ def _display(value):
 # List --------------------------------------------------------------------------------------------
 
 
-@bp.get("/<plugin>/<plural>")
+@bp.get("/<name:plugin>/<name:plural>")
 @login_required
 def list_page(plugin: str, plural: str):
     resource = records.by_path(plugin, plural)
@@ -198,7 +198,7 @@ def _columns(resource, visible: list[str]) -> list[str]:
 # Detail ------------------------------------------------------------------------------------------
 
 
-@bp.get("/<plugin>/<plural>/<int:record_id>")
+@bp.get("/<name:plugin>/<name:plural>/<int:record_id>")
 @login_required
 def detail(plugin: str, plural: str, record_id: int):
     resource = records.by_path(plugin, plural)
@@ -224,7 +224,7 @@ def _may(resource, action: str, obj) -> bool:
 # Create and edit ---------------------------------------------------------------------------------
 
 
-@bp.route("/<plugin>/<plural>/new", methods=["GET", "POST"])
+@bp.route("/<name:plugin>/<name:plural>/new", methods=["GET", "POST"])
 @login_required
 def create(plugin: str, plural: str):
     resource = records.by_path(plugin, plural)
@@ -246,7 +246,7 @@ def create(plugin: str, plural: str):
                            values=values, errors=errors, conflict=None, title=None), 422 if errors else 200
 
 
-@bp.route("/<plugin>/<plural>/<int:record_id>/edit", methods=["GET", "POST"])
+@bp.route("/<name:plugin>/<name:plural>/<int:record_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit(plugin: str, plural: str, record_id: int):
     resource = records.by_path(plugin, plural)
@@ -274,7 +274,7 @@ def edit(plugin: str, plural: str, record_id: int):
                            title=resource.title_of(records.dump(resource, current_user, obj))), status
 
 
-@bp.post("/<plugin>/<plural>/<int:record_id>/delete")
+@bp.post("/<name:plugin>/<name:plural>/<int:record_id>/delete")
 @login_required
 def delete(plugin: str, plural: str, record_id: int):
     resource = records.by_path(plugin, plural)
