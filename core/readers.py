@@ -46,15 +46,7 @@ class RowReader:
 
     def dump_objects(self, objs) -> list[dict]:
         """Records already loaded (a write's audit snapshot) as ``schema.dump(..., many=True)`` would give them."""
-        plan = [(key, self.attributes[position], convert) for key, position, convert in self.plan]
-        out = []
-        for obj in objs:
-            item = {}
-            for key, attribute, convert in plan:
-                value = getattr(obj, attribute)
-                item[key] = value if convert is None or value is None else convert(value)
-            out.append(item)
-        return out
+        return self.dump([getattr(obj, attribute) for attribute in self.attributes] for obj in objs)
 
 
 def _plain(field) -> bool:

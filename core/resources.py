@@ -152,10 +152,9 @@ def get(resource: Resource, user, record_id, action: str = "read", lock: bool = 
     An out-of-scope record and a missing one look the same: nobody learns that an id exists.
     """
     require(user, resource.permission(action))
-    try:
-        record_id = int(record_id)
-    except (TypeError, ValueError):
-        raise NotFound(_("Not found.")) from None
+    record_id = _record_key(record_id)
+    if record_id is None:
+        raise NotFound(_("Not found."))
     id_column = resource.model.id.property.columns[0]
     if record_id < 1 or _column_problem(id_column, record_id, references=False):
         raise NotFound(_("Not found."))  # no row has such an id: the database could not even compare it
@@ -370,10 +369,11 @@ def updating_id(resource_key: str) -> int | None:
 
 
 def _record_key(record_id) -> int | None:
+    """``record_id`` as the integer it names, or ``None`` when it names none (``get`` answers 404)."""
     try:
         return int(record_id)
     except (TypeError, ValueError):
-        return None  # ``get`` answers 404 for it
+        return None
 
 
 def _load(resource: Resource, user, data: dict, partial: bool, schema=None) -> tuple[dict, int | None]:

@@ -265,16 +265,23 @@ def _killed_after_two_batches(monkeypatch):
     monkeypatch.setattr(service, "_part", die_on_the_third_batch)
 
 
-def test_an_import_its_worker_stopped_mid_file_is_failed_and_taken_back_after_the_stale_time(app, monkeypatch):
-    from datetime import timedelta
-
-    from core import clock
-
+def _applying(app):
+    """sales1 uploads ``ROWS``, the worker checks them and sales1 applies: ``(client, notes before, import id)``,
+    the apply waiting in the queue."""
     client = login(app, "sales1")
     before = notes(app)
     import_id = preview_id(upload(client, "便签.csv", csv_bytes(ROWS)))
     run_queued(app)
     client.post(f"/imports/{import_id}/apply")
+    return client, before, import_id
+
+
+def test_an_import_its_worker_stopped_mid_file_is_failed_and_taken_back_after_the_stale_time(app, monkeypatch):
+    from datetime import timedelta
+
+    from core import clock
+
+    client, before, import_id = _applying(app)
     _killed_after_two_batches(monkeypatch)
     with pytest.raises(WorkerKilled):
         run_queued(app)
@@ -296,11 +303,7 @@ def test_an_import_its_worker_stopped_mid_file_is_failed_and_taken_back_after_th
 
 
 def test_a_worker_whose_import_was_failed_meanwhile_stops_at_its_next_batch(app, monkeypatch):
-    client = login(app, "sales1")
-    before = notes(app)
-    import_id = preview_id(upload(client, "便签.csv", csv_bytes(ROWS)))
-    run_queued(app)
-    client.post(f"/imports/{import_id}/apply")
+    _client, before, import_id = _applying(app)
     begin, calls = service._begin_with_a_write, []
 
     def the_sweep_gets_there_after_the_first_batch(imp):
