@@ -6,6 +6,7 @@ start-up can still be disabled.
 """
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -111,6 +112,9 @@ def worker_command(workers):
         names = list(jobs.periodic_jobs(app))
     except PluginError as exc:
         raise click.ClickException(str(exc)) from None
+    # Warnings and errors (a failed delivery, a job that raised) go to stderr with time and source,
+    # unless the installer configured logging already.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     click.echo(f"Worker started with periodic jobs: {', '.join(names)}", err=True)
     jobs.run_worker(app, workers)
 

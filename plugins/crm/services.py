@@ -112,7 +112,7 @@ def _holders(code: str) -> list[tuple[int, str]]:
     held = _HOLDERS.get()
     if held is not None and code in held:
         return held[code]
-    return db.session.execute(select(Customer.id, Customer.name).where(Customer.credit_code == code)).tuples().all()
+    return db.session.execute(select(Customer.id, Customer.name).where(Customer.credit_code == code)).all()
 
 
 @contextmanager

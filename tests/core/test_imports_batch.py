@@ -26,7 +26,7 @@ def written(import_id: int, kind: str) -> list[tuple]:
     """``(record id, version, before)`` of each record of ``kind`` the import wrote, in order."""
     return db.session.execute(select(ImportChange.record_id, ImportChange.version, ImportChange.before)
                               .where(ImportChange.import_id == import_id, ImportChange.kind == kind)
-                              .order_by(ImportChange.id)).tuples().all()
+                              .order_by(ImportChange.id)).all()
 
 
 def _customer_rows(codes):

@@ -51,7 +51,7 @@ def test_a_row_with_the_credit_code_of_my_customer_updates_it_and_a_taken_code_i
     with app.app_context():
         imp = db.session.get(Import, import_id)
         assert (imp.inserted, imp.updated, imp.rejected) == (1, 1, 1)
-        levels = dict(db.session.execute(select(Customer.credit_code, Customer.level)).tuples().all())
+        levels = dict(db.session.execute(select(Customer.credit_code, Customer.level)).all())
         assert levels[mine] == "A" and levels[creditcode.make(8103)] == "B"
         assert db.session.scalar(select(Customer.name).where(Customer.credit_code == theirs)) == "别人的客户"
 
