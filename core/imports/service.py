@@ -44,6 +44,7 @@ from core import audit, clock, resources as records, xlsx
 from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from core.extensions import db
 from core.imports.models import ACTIVE, Import, ImportChange
+from core.models import reserve_ids
 from core.permissions import can, require, scope_filter
 from core.permissions.fields import field_rules
 
@@ -537,8 +538,11 @@ def _insert_together(run: _Run, datas: list, keep: bool):
     savepoint = db.session.begin_nested()
     try:
         objs = []
-        for i, clean in cleans:
+        ids = reserve_ids(db.session, model, len(cleans))  # one INSERT for the lot, not one per row
+        for k, (i, clean) in enumerate(cleans):
             obj = records.new_record(resource, user, clean)
+            if ids is not None:
+                obj.id = ids[k]
             db.session.add(obj)
             if resource.before_write is not None:
                 resource.before_write(user, obj, None)

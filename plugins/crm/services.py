@@ -80,8 +80,10 @@ def find_duplicates(name: str | None = None, credit_code: str | None = None, mob
     ``name`` or ``mobile``. Looks across all customers (a duplicate in someone else's hands is the point),
     but returns only ids, names and the reason."""
     found: dict[int, dict] = {}
-    live = Customer.status != "merged"
-    exclude = [Customer.id != int(exclude_id)] if exclude_id else []
+
+    def live():  # built only for the queries that need it: an import checks many rows by credit code alone
+        return [Customer.status != "merged"] + ([Customer.id != int(exclude_id)] if exclude_id else [])
+
     if credit_code:
         for cid, cname in _holders(credit_code.strip().upper()):
             if not exclude_id or cid != int(exclude_id):
@@ -90,14 +92,14 @@ def find_duplicates(name: str | None = None, credit_code: str | None = None, mob
         # Candidates share the first two characters of the normalised name; the ratio decides.
         prefix = key[:2]
         rows = db.session.execute(select(Customer.id, Customer.name).where(
-            live, func.lower(Customer.name).contains(prefix, autoescape=True), *exclude).limit(500))
+            func.lower(Customer.name).contains(prefix, autoescape=True), *live()).limit(500))
         for cid, cname in rows:
             if cid not in found and similar(name, cname):
                 found[cid] = {"id": cid, "name": cname, "reason": "name"}
     mobiles = [m.strip() for m in mobiles if m and m.strip()]
     if mobiles:
         rows = db.session.execute(select(Customer.id, Customer.name).join(Contact, Contact.customer_id == Customer.id)
-                                  .where(live, Contact.mobile.in_(mobiles), *exclude))
+                                  .where(Contact.mobile.in_(mobiles), *live()))
         for cid, cname in rows:
             found.setdefault(cid, {"id": cid, "name": cname, "reason": "mobile"})
     return sorted(found.values(), key=lambda d: d["id"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import inspect as sa_inspect, select, text
+from sqlalchemy import func, inspect as sa_inspect, select, text
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -155,3 +155,28 @@ def test_custom_fields_column_round_trips_json(make_app):
         db.session.expire_all()
         assert db.session.scalar(select(Note.custom).where(Note.id == note.id)) == {
             "行业": "制造业", "score": 5, "tags": ["A", "重点"]}
+
+
+def test_reserved_ids_follow_the_stored_ones_and_are_never_handed_out_again(make_app):
+    app = make_app(plugins=("notes",))
+    with app.app_context():
+        from yiti_notes.models import Note
+
+        from core.models import reserve_ids
+        from core.org.models import user_roles
+
+        db.session.add_all([Note(title="a"), Note(title="b")])
+        db.session.flush()  # the write that takes SQLite's lock, as an import's batch begins with
+        highest = db.session.scalar(select(func.max(Note.id)))
+        ids = reserve_ids(db.session, Note, 3)
+        assert len(set(ids)) == 3 and min(ids) > highest
+        db.session.add_all([Note(id=i, title=f"n{i}") for i in ids])
+        db.session.flush()
+        assert reserve_ids(db.session, Note, 1)[0] > max(ids)
+        db.session.add(Note(title="given by the database"))
+        db.session.flush()
+        assert db.session.scalar(select(func.max(Note.id))) > max(ids)
+        assert sorted(db.session.scalars(select(Note.title).where(Note.id.in_(ids)))) == [f"n{i}" for i in sorted(ids)]
+        assert reserve_ids(db.session, Note, 0) is None
+        assert reserve_ids(db.session, user_roles, 2) is None  # a key of two columns: the database numbers nothing
+        db.session.rollback()
