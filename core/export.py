@@ -4,8 +4,8 @@ The backup archive (``core.backup``) is for machines: exact, restorable, encrypt
 ciphertext. This export is for people opening the data in Excel or LibreOffice:
 
 - XLSX: one sheet per table (the sheet name is the table name, cut to Excel's 31 characters),
-  a header row of column names, then one row per record ordered by primary key; written with
-  openpyxl's write-only mode, row by row, so memory stays flat however big the tables are;
+  a header row of column names, then one row per record ordered by primary key; written row by
+  row (``core.xlsx``), so memory stays flat however big the tables are;
 - CSV: a ZIP with ``<table>.csv`` per table, UTF-8 with a BOM so Excel reads Chinese correctly.
 
 Values are readable as they are: timestamps ISO 8601 in UTC (``2026-11-25T08:30:00+00:00``),
@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import itertools
 import json
 import re
 import zipfile
@@ -113,15 +114,10 @@ def _sheet_names(tables) -> dict[str, str]:
 
 def write_xlsx(target, tables) -> dict[str, int]:
     """Write one workbook to ``target`` (a path or binary file); return the row count per table."""
-    workbook = xlsx.workbook()
-    counts = {}
     names = _sheet_names(tables)
-    for table in tables:
-        sheet = workbook.create_sheet(names[table.name])
-        xlsx.append_rows(sheet, [[c.name for c in _columns(table)]])
-        counts[table.name] = xlsx.append_rows(sheet, _rows(table))
-    workbook.save(target)
-    return counts
+    written = xlsx.write(target, [(names[t.name], itertools.chain([[c.name for c in _columns(t)]], _rows(t)))
+                                  for t in tables])
+    return {table.name: count - 1 for table, count in zip(tables, written)}  # less the header row
 
 
 def _csv_text(value):

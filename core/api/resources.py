@@ -141,7 +141,7 @@ def resource_export(plugin: str, plural: str):
 def resource_export_xlsx(plugin: str, plural: str):
     """The current filtered list as XLSX (headers in the user's language), as the user may see it; audited.
 
-    Rows go from the database in batches into openpyxl's write-only workbook, which spools to a
+    Rows go from the database in batches into the workbook (``core.xlsx``), which is written to a
     temporary file: memory stays flat however long the list is, and the file is then streamed.
     """
     import tempfile

@@ -885,12 +885,12 @@ def _is_number(text: str) -> bool:
 def write_xlsx(target, headers: list[str], rows) -> None:
     """Write one sheet to ``target`` (a binary file) row by row (``core.xlsx``: memory flat, text
     kept as text); lists and dicts are written as JSON text."""
-    workbook = xlsx.workbook()
-    sheet = workbook.create_sheet()
-    xlsx.append_rows(sheet, [headers])
-    xlsx.append_rows(sheet, ([json.dumps(v, ensure_ascii=False) if type(v) in (dict, list) else v for v in row]
-                             for row in rows))
-    workbook.save(target)
+    lines = ([_json_text(v) if type(v) in (dict, list) else v for v in row] for row in rows)
+    xlsx.write(target, [(None, itertools.chain([headers], lines))])
+
+
+def _json_text(value) -> str:
+    return json.dumps(value, ensure_ascii=False) if value else ("[]" if type(value) is list else "{}")
 
 
 def template(resource, user, kind: str) -> bytes:
