@@ -525,6 +525,11 @@ def update(resource: Resource, user, record_id, data: dict, version: int | None 
     The row is re-selected through the update scope (404 outside it) and locked; a version other
     than the current one is a 409 saying who changed it and when; nothing is written then.
     """
+    return update_with_before(resource, user, record_id, data, version)[0]
+
+
+def update_with_before(resource: Resource, user, record_id, data: dict, version: int | None = None):
+    """``update``, returning ``(record, snapshot before the change)`` (what an import keeps to undo it)."""
     token = _UPDATING.set((resource.key, _record_key(record_id)))
     try:
         clean, body_version = _load(resource, user, data, partial=True)
@@ -550,7 +555,7 @@ def update(resource: Resource, user, record_id, data: dict, version: int | None 
     if changes:
         audit.record("update", resource=resource.key, record_id=obj.id, summary=resource.title(obj),
                      changes=changes, actor=user)
-    return obj
+    return obj, before
 
 
 def delete(resource: Resource, user, record_id, version: int | None = None) -> None:

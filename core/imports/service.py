@@ -322,9 +322,7 @@ def _write(resource, user, data) -> tuple[str, object, dict | None]:
 
 
 def _update(resource, user, record_id, data) -> tuple[str, object, dict]:
-    current = records.get(resource, user, record_id, action="update")
-    before = records.snapshot(resource, current)
-    obj = records.update(resource, user, record_id, data, version=current.version)
+    obj, before = records.update_with_before(resource, user, record_id, data)
     return "update", obj, {k: before.get(k) for k in data}
 
 

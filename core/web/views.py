@@ -87,6 +87,12 @@ def safe_next(target: str | None) -> str:
     return path + (f"?{parts.query}" if parts.query else "")
 
 
+@bp.get("/favicon.ico")
+def favicon():
+    """Where browsers and tools look for the icon when a page names none (a JSON answer, a file)."""
+    return redirect(url_for("static", filename="favicon.svg"), code=301)
+
+
 @bp.get("/healthz")
 @csrf.exempt
 def healthz():

@@ -317,6 +317,15 @@ def test_healthz_answers_without_login(anonymous):
     assert response.get_json() == {"status": "ok"}
 
 
+def test_the_icon_is_served_without_login_where_pages_name_it_and_where_browsers_guess_it(anonymous):
+    login = anonymous.get("/login")
+    assert 'rel="icon" href="/static/favicon.svg"' in login.get_data(as_text=True)
+    guessed = anonymous.get("/favicon.ico")
+    assert guessed.status_code == 301 and guessed.headers["Location"].endswith("/static/favicon.svg")
+    icon = anonymous.get("/static/favicon.svg")
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml" and b"<svg" in icon.data
+
+
 def test_readyz_is_ready_when_every_branch_is_migrated(make_app):
     app = make_app(schema="migrate")
 

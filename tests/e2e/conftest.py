@@ -10,7 +10,6 @@ import os
 import re
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import sync_playwright
@@ -70,16 +69,8 @@ class ConsoleLog:
 
     @property
     def errors(self) -> list[str]:
-        """Console errors and uncaught exceptions, except the browser's own favicon request.
-
-        Chromium fetches ``/favicon.ico`` by itself (no page asks for it) and logs its 404 as a
-        console error; that one says nothing about the page, so it alone is left out.
-        """
-        found = [
-            f"console.{kind}: {text} ({url})"
-            for kind, text, url in self.messages
-            if kind == "error" and urlsplit(url).path != "/favicon.ico"
-        ]
+        """Console errors and uncaught exceptions (the favicon's request included: it must not 404)."""
+        found = [f"console.{kind}: {text} ({url})" for kind, text, url in self.messages if kind == "error"]
         return found + [f"page error: {error}" for error in self.page_errors]
 
 
