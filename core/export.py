@@ -5,7 +5,8 @@ ciphertext. This export is for people opening the data in Excel or LibreOffice:
 
 - XLSX: one sheet per table (the sheet name is the table name, cut to Excel's 31 characters),
   a header row of column names, then one row per record ordered by primary key; written row by
-  row (``core.xlsx``), so memory stays flat however big the tables are;
+  row (``core.xlsx``), so memory stays flat however big the tables are; a table longer than a
+  sheet holds (1,048,575 rows under the header) goes on in sheets named ``table (2)``, ``(3)``...;
 - CSV: a ZIP with ``<table>.csv`` per table, UTF-8 with a BOM so Excel reads Chinese correctly.
 
 Values are readable as they are: timestamps ISO 8601 in UTC (``2026-11-25T08:30:00+00:00``),
@@ -114,10 +115,36 @@ def _sheet_names(tables) -> dict[str, str]:
 
 def write_xlsx(target, tables) -> dict[str, int]:
     """Write one workbook to ``target`` (a path or binary file); return the row count per table."""
-    names = _sheet_names(tables)
-    written = xlsx.write(target, [(names[t.name], itertools.chain([[c.name for c in _columns(t)]], _rows(t)))
-                                  for t in tables])
-    return {table.name: count - 1 for table, count in zip(tables, written)}  # less the header row
+    names, owners = _sheet_names(tables), []
+
+    def sheets():  # lazy: each table's rows are read while its sheet is written
+        for table in tables:
+            header = [c.name for c in _columns(table)]
+            for number, rows in enumerate(_parts(_rows(table), xlsx.MAX_ROWS - 1), start=1):
+                suffix = "" if number == 1 else f" ({number})"  # a table longer than a sheet goes on
+                owners.append(table.name)
+                yield names[table.name][:31 - len(suffix)] + suffix, itertools.chain([header], rows)
+
+    written = xlsx.write(target, sheets())
+    counts = dict.fromkeys((t.name for t in tables), 0)
+    for owner, count in zip(owners, written):
+        counts[owner] += count - 1  # less the header row
+    return counts
+
+
+_END = object()
+
+
+def _parts(rows, size: int):
+    """``rows`` in runs of at most ``size`` (at least one run, empty for no rows); each run is taken
+    from ``rows`` as it is read, and the next run is looked for only once the previous one is read."""
+    rows = iter(rows)
+    first = next(rows, _END)
+    while True:
+        yield itertools.chain([] if first is _END else [first], itertools.islice(rows, size - 1))
+        first = next(rows, _END)
+        if first is _END:
+            return
 
 
 def _csv_text(value):

@@ -119,10 +119,9 @@ def reserve_ids(session, model, count: int) -> list[int] | None:
     that ``max(id) + 1`` onwards are the ids SQLite itself would give next.
     """
     table = getattr(model, "__table__", model)
-    keys = list(table.primary_key.columns)
-    if count <= 0 or len(keys) != 1 or not isinstance(keys[0].type, Integer) or keys[0].autoincrement is False:
+    key = table.autoincrement_column  # the one integer key the database numbers (not one that is also a reference)
+    if count <= 0 or key is None:
         return None
-    key = keys[0]
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite" and not table.kwargs.get("sqlite_autoincrement"):
         start = (session.scalar(select(func.max(key))) or 0) + 1

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup, with_appcontext
 
+from core.errors import DomainError
 from core.extensions import db
 
 
@@ -70,6 +71,8 @@ def export_command(fmt, plugin, output):
     try:
         counts = export.export(partial, fmt, plugin, actor_name="cli")
         partial.replace(output)
+    except DomainError as exc:
+        raise click.ClickException(str(exc.message)) from None
     finally:
         export.remove_quietly(partial)
     db.session.commit()

@@ -252,12 +252,17 @@ def list_page(resource: Resource, user, params: dict) -> Page:
     """One page of records plus the total: one page query and one count, both scoped."""
     page, per_page = _page_args(params)
     query = list_query(resource, user, params)
-    # The list query reads one table, so counting its rows needs no subquery around it.
-    total = _execute(query.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)).scalar()
+    total = count(query)
     offset = (page - 1) * per_page
     # A page past the end is empty; asking the database for it could overflow its OFFSET.
     items = dumped(resource, user, query.limit(per_page).offset(offset)) if offset < total else []
     return Page(items=items, total=total, page=page, per_page=per_page)
+
+
+def count(query) -> int:
+    """How many records ``query`` (a ``list_query``) finds."""
+    # The list query reads one table, so counting its rows needs no subquery around it.
+    return _execute(query.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)).scalar()
 
 
 def _page_args(params) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from flask_babel import gettext as _
 from core.errors import BusinessRuleError
 
 MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-#: Excel's limit for one cell; longer text is cut (and said so in the cell).
+#: Excel's limit for one cell, in UTF-16 units; longer text is cut (and said so in the cell).
 MAX_CELL = 32767
 #: Excel's rows per sheet.
 MAX_ROWS = 1_048_576
@@ -52,8 +52,8 @@ def _write_rows(sheet, rows) -> int:
         r = count - 1
         for c, value in enumerate(row):
             kind = type(value)
-            if value is None:
-                continue
+            if value is None or value == "":
+                continue  # an empty cell, as Excel keeps one
             if kind is str:
                 string(r, c, _text(value))
             elif kind is bool:
@@ -73,6 +73,7 @@ def _finite(value) -> bool:
 def _text(value: str) -> str:
     if not value.isprintable() and _ILLEGAL_XML.search(value):  # isprintable: a quick no for most text
         value = _ILLEGAL_XML.sub("", value)
-    if len(value) > MAX_CELL:
-        value = value[:MAX_CELL - 1] + "…"
+    if len(value) > MAX_CELL // 2 and len(encoded := value.encode("utf-16-le")) > 2 * MAX_CELL:
+        # Excel counts UTF-16 units (an emoji is two): cut at a whole character, and say so.
+        value = encoded[:2 * (MAX_CELL - 1)].decode("utf-16-le", errors="ignore") + "…"
     return value

@@ -15,7 +15,7 @@ from flask_login import current_user, login_required
 from core import audit, resources as records, xlsx
 from core.api import bp
 from core.api.helpers import envelope, json_body
-from core.errors import ValidationError
+from core.errors import BusinessRuleError, ValidationError
 from core.extensions import db
 
 EXPORT_BATCH = 500
@@ -152,6 +152,9 @@ def resource_export_xlsx(plugin: str, plural: str):
 
     resource = records.by_path(plugin, plural)
     query = records.list_query(resource, current_user, request.args, action="export")
+    if records.count(query) >= xlsx.MAX_ROWS:  # the header takes a row
+        raise BusinessRuleError(_("An XLSX sheet holds at most %(rows)s rows: export CSV instead.",
+                                  rows=f"{xlsx.MAX_ROWS:,}"))
     audit.record("export", resource=resource.key, summary=str(resource.label_plural),
                  changes={"filters": _printable(request.args), "format": "xlsx"}, actor=current_user)
     db.session.commit()
@@ -164,7 +167,11 @@ def resource_export_xlsx(plugin: str, plural: str):
                 yield [row.get(f) for f in fields]
 
     spool = tempfile.TemporaryFile()
-    imports.write_xlsx(spool, [imports.label(resource, f) for f in fields], rows())
+    try:
+        imports.write_xlsx(spool, [imports.label(resource, f) for f in fields], rows())
+    except BaseException:
+        spool.close()
+        raise
     spool.seek(0)
     return send_file(spool, mimetype=xlsx.MIMETYPE, as_attachment=True,
                      download_name=f"{resource.plugin}-{resource.plural}.xlsx")

@@ -217,9 +217,19 @@ def _xlsx_dimension(data: bytes) -> int | None:
         workbook.close()
 
 
+#: How XLSX writes a character XML cannot hold (``_x000D_`` for a carriage return; ``_x005F_``
+#: is the underscore that keeps text looking like such a code from being read as one).
+_OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+
+
 def _text(value) -> str:
+    """A cell read from an XLSX file as the text a CSV cell would give."""
     if value is None:
         return ""
+    if type(value) is str:
+        if "_x" in value:  # openpyxl leaves these codes in inline strings (what exports write)
+            value = _OOXML_ESCAPE.sub(lambda m: chr(int(m[1], 16)), value)
+        return value.strip()
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():

@@ -105,6 +105,31 @@ def test_values_are_readable(make_app, tmp_path):
     assert line == "1,12800.50,2026-11-25,2026-11-25T08:30:00+00:00,'-1+1,6222020200001234"
 
 
+def test_a_table_longer_than_a_sheet_goes_on_in_the_next_sheets(make_app, tmp_path, monkeypatch):
+    app = make_app(plugins=())
+    monkeypatch.setattr(xlsx, "MAX_ROWS", 3)  # a header and two rows per sheet
+    from sqlalchemy import Column, Integer, MetaData, String, Table
+
+    metadata = MetaData()
+    long, empty = (Table(name, metadata, Column("id", Integer, primary_key=True), Column("name", String(20)))
+                   for name in ("core_t_long", "core_t_empty"))
+    with app.app_context():
+        metadata.create_all(db.engine)
+        db.session.execute(long.insert(), [{"id": i, "name": f"n{i}"} for i in range(1, 6)])
+        db.session.commit()
+        counts = export.write_xlsx(tmp_path / "t.xlsx", [long, empty])
+        db.session.commit()
+        metadata.drop_all(db.engine)
+    assert counts == {"core_t_long": 5, "core_t_empty": 0}
+    book = load_workbook(tmp_path / "t.xlsx", read_only=True)
+    assert book.sheetnames == ["core_t_long", "core_t_long (2)", "core_t_long (3)", "core_t_empty"]
+    sheets = {name: list(book[name].iter_rows(values_only=True)) for name in book.sheetnames}
+    assert sheets["core_t_long"] == [("id", "name"), (1, "n1"), (2, "n2")]
+    assert sheets["core_t_long (2)"] == [("id", "name"), (3, "n3"), (4, "n4")]
+    assert sheets["core_t_long (3)"] == [("id", "name"), (5, "n5")]
+    assert sheets["core_t_empty"] == [("id", "name")]
+
+
 def test_bad_choices_are_refused_without_an_export(company_app):
     client = admin(company_app)
     for form in ({"format": "pdf"}, {"format": "xlsx", "plugin": "srm"}, {"format": "csv", "plugin": "../core"}):

@@ -300,3 +300,20 @@ def test_xlsx_export_is_a_workbook_with_masked_values_masked_and_is_audited(app)
     with app.app_context():
         entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "export"))
         assert entry.changes["format"] == "xlsx"
+
+
+def test_a_list_longer_than_an_xlsx_sheet_is_refused_before_anything_is_written(app, monkeypatch):
+    from core import xlsx
+
+    for title in ("一", "二"):
+        add_note(app, "sales1", title, "")
+    monkeypatch.setattr(xlsx, "MAX_ROWS", 2)  # the header and one note
+    client = login(app, "sales1")
+    response = client.get("/api/v1/notes/notes/export.xlsx")
+    assert response.status_code == 422
+    assert "CSV" in response.get_json()["error"]["message"]
+    assert client.get("/api/v1/notes/notes/export.xlsx?title__contains=一").status_code == 200
+    assert client.get("/api/v1/notes/notes/export.csv").status_code == 200  # CSV has no such limit
+    with app.app_context():
+        entries = db.session.scalars(select(AuditEntry.changes).where(AuditEntry.action == "export")).all()
+        assert [e.get("format") for e in entries] == ["xlsx", None]  # the refused one left no entry

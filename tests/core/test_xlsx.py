@@ -47,6 +47,18 @@ def test_every_sheet_gets_its_title_and_rows_and_a_sheet_too_long_for_excel_is_r
 
 
 def test_characters_xml_cannot_hold_are_dropped_and_overlong_text_is_cut():
-    _count, (row,) = _written([["a\x00b\x07c", "长" * (xlsx.MAX_CELL + 10)]])
+    _count, (row,) = _written([["a\x00b\x07c", "长" * (xlsx.MAX_CELL + 10), "😀" * xlsx.MAX_CELL, "", "x"]])
     assert row[0].value == "abc"
     assert len(row[1].value) == xlsx.MAX_CELL and row[1].value.endswith("…")
+    # Excel counts an emoji as two units: the cut keeps whole ones and still says so.
+    assert row[2].value == "😀" * ((xlsx.MAX_CELL - 1) // 2) + "…"
+    assert row[3].value is None and row[4].value == "x"  # empty text is an empty cell
+
+
+def test_text_read_back_by_the_import_is_the_text_written():
+    from core.imports.service import _xlsx_rows
+
+    texts = ["第一行\r\n第二行", "_x0041_ stays as typed", "tab\there", "a_x"]
+    buffer = io.BytesIO()
+    xlsx.write(buffer, [(None, iter([texts]))])
+    assert list(_xlsx_rows(buffer.getvalue())) == [texts]
