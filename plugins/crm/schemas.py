@@ -66,7 +66,8 @@ def _acting_user():
         return None
     from flask_login import current_user
 
-    return current_user if getattr(current_user, "is_authenticated", False) else None
+    user = current_user._get_current_object()  # the user, not the proxy: each use of a proxy looks it up again
+    return user if getattr(user, "is_authenticated", False) else None
 
 
 class _Owned(Schema):
