@@ -16,8 +16,8 @@ from decimal import Decimal
 import marshmallow
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import (BigInteger, Date, DateTime, Integer, Numeric, SmallInteger, String, Text, and_, func, inspect as sa_inspect,
-                        or_, select)
+from sqlalchemy import (BigInteger, Date, DateTime, Integer, Numeric, SmallInteger, String, Text, TypeDecorator, and_, func,
+                        inspect as sa_inspect, or_, select)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -618,6 +618,8 @@ def column_kind(resource: Resource, name: str) -> str:
     """``text``, ``number``, ``date``, ``datetime``, ``bool`` or ``other``: how a page shows a filter."""
     column = getattr(resource.model, name).property.columns[0]
     kind = column.type
+    if isinstance(kind, TypeDecorator) and isinstance(kind.impl_instance, (DateTime, Date)):
+        kind = kind.impl_instance  # UTCDateTime: a date and time like any other
     if isinstance(kind, (String, Text)):
         return "text"
     if isinstance(kind, Numeric):

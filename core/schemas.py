@@ -6,6 +6,9 @@ rejected (``RAISE``), so a client can never write a field the schema does not wh
 """
 from __future__ import annotations
 
+import json
+import re
+
 import marshmallow
 from flask_babel import gettext, lazy_gettext as _l
 
@@ -60,3 +63,29 @@ def length(maximum: int, minimum: int = 0):
             min=minimum, max=maximum, error=_l("Enter between {min} and {max} characters.")
         )
     return marshmallow.validate.Length(max=maximum, error=_l("Enter at most {max} characters."))
+
+
+_LIST_SEPARATORS = re.compile(r"[,，、;；\n]")
+
+
+def list_from_text(text: str):
+    """A list as a person types it in a form or a spreadsheet cell: ``重点, VIP`` (commas, 、 or
+    semicolons) or ``["重点", "VIP"]`` (JSON, as exports write it). Text that starts like JSON but
+    is not is returned as it is, for the schema to refuse."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return [part.strip() for part in _LIST_SEPARATORS.split(text) if part.strip()]
+
+
+def choice_from_text(field: marshmallow.fields.Field, text: str) -> str:
+    """The stored code of a choice typed as its label (``正常`` for ``active``), or the text itself."""
+    for validator in field.validators:
+        if isinstance(validator, marshmallow.validate.OneOf) and validator.labels:
+            for choice, label in zip(validator.choices, validator.labels):
+                if str(label).strip().lower() == text.lower():
+                    return choice
+    return text

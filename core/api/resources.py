@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 from flask import Response, jsonify, request, stream_with_context
 from flask_babel import gettext as _
@@ -106,6 +107,15 @@ def _printable(args) -> dict:
     return {k.replace("\x00", ""): v.replace("\x00", "") for k, v in args.items()}
 
 
+def _csv_cell(value):
+    """A value as a CSV cell the import reads back: lists and dicts as JSON, nothing as empty."""
+    if value is None:
+        return ""
+    if type(value) in (list, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
 @bp.get("/<name:plugin>/<name:plural>/export.csv")
 @login_required
 def resource_export(plugin: str, plural: str):
@@ -125,7 +135,7 @@ def resource_export(plugin: str, plural: str):
         writer.writerow(fields)
         for batch in records.dumped_batches(resource, user, query, EXPORT_BATCH):
             for row in batch:
-                writer.writerow(["" if row.get(f) is None else row.get(f) for f in fields])
+                writer.writerow([_csv_cell(row.get(f)) for f in fields])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()

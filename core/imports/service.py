@@ -44,6 +44,7 @@ from core import audit, clock, resources as records, xlsx
 from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from core.extensions import db
 from core.imports.models import ACTIVE, Import, ImportChange
+from core.schemas import choice_from_text, list_from_text
 from core.models import reserve_ids
 from core.permissions import can, require, scope_filter
 from core.permissions.fields import field_rules
@@ -285,12 +286,14 @@ def _row_data(resource, user, mapping, cells, memo: dict | None = None) -> dict:
                 errors[name] = [_("Nothing called “%(value)s” was found.", value=text)]
                 continue
             data[name] = found
+        elif isinstance(field, marshmallow.fields.List):
+            data[name] = list_from_text(text)
         elif isinstance(field, marshmallow.fields.Boolean):
             data[name] = True if text.lower() in _YES else False if text.lower() in _NO else text
         elif isinstance(field, marshmallow.fields.Date) and "T" in text:
             data[name] = text.split("T", 1)[0]  # an Excel date cell reads as midnight
         else:
-            data[name] = text
+            data[name] = choice_from_text(field, text)
     if errors:
         raise ValidationError(_("Please correct the highlighted fields."), fields=errors)
     return data

@@ -6,6 +6,7 @@ and the audit trail are the same everywhere.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 
@@ -21,6 +22,7 @@ from core.extensions import db
 from core.permissions import can, scope_filter
 from core.permissions.fields import field_rules
 from core.preferences import get_preference, set_preference
+from core.schemas import list_from_text
 
 bp = Blueprint("records", __name__)
 
@@ -89,6 +91,9 @@ def _form_to_data(resource, user, form) -> dict:
         if name not in form:
             continue
         value = form.get(name, "").strip()
+        if isinstance(field, marshmallow.fields.List):
+            data[name] = list_from_text(value)
+            continue
         if value == "":
             if field.allow_none:
                 data[name] = None
@@ -161,7 +166,7 @@ def list_page(plugin: str, plural: str):
     resource = records.by_path(plugin, plural)
     visible = records.visible_fields(resource, current_user)
     columns = _columns(resource, visible)
-    params = request.args.to_dict()
+    params = _filter_params(resource, request.args)
     page = records.list_page(resource, current_user, params)
     rows = page.items
     filters = [{"name": f, "label": field_label(resource, f), "kind": records.column_kind(resource, f)}
@@ -176,6 +181,21 @@ def list_page(plugin: str, plural: str):
         can_import=can(current_user, resource.permission("import")),
         label=lambda name: field_label(resource, name),
     )
+
+
+def _filter_params(resource, args) -> dict:
+    """The list's query as the filter form sends it, read as the API reads a query: a blank box is
+    no filter (not "is empty"), and a day typed for a date-and-time bound covers the whole day."""
+    params = {}
+    for key, value in args.items():
+        if value.strip() == "":
+            continue
+        name, _sep, op = key.partition("__")
+        if (op in ("gte", "lte") and name in resource.filters and records.column_kind(resource, name) == "datetime"
+                and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip())):
+            value = value.strip() + ("T00:00:00" if op == "gte" else "T23:59:59.999999")
+        params[key] = value
+    return params
 
 
 def _columns(resource, visible: list[str]) -> list[str]:
@@ -252,7 +272,8 @@ def edit(plugin: str, plural: str, record_id: int):
     resource = records.by_path(plugin, plural)
     obj = records.get(resource, current_user, record_id, action="update")
     errors, conflict = {}, None
-    values = records.dump(resource, current_user, obj)
+    values = {k: ", ".join(map(str, v)) if isinstance(v, list) else v  # a list is typed as "a, b"
+              for k, v in records.dump(resource, current_user, obj).items()}
     if request.method == "POST":
         data = _form_to_data(resource, current_user, request.form)
         try:

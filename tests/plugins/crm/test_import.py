@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from sqlalchemy import select
 
@@ -73,3 +74,40 @@ def test_the_credit_codes_of_a_batch_are_checked_with_one_query_not_one_per_row(
         imp = db.session.get(Import, import_id)
         assert (imp.to_insert, imp.rejected) == (40, 1)
         assert [e["row"] for e in imp.errors] == [42] and "已登记客户" in imp.errors[0]["message"]
+
+
+def test_tags_and_statuses_are_read_as_people_type_them_and_as_exports_write_them(app):
+    _grant_import(app)
+    client = login(app, "sales1")
+    rows = [["客户名称", "标签", "状态"],
+            ["标签逗号客户", "重点, VIP", "正常"], ["标签JSON客户", '["重点"]', "休眠"], ["标签空客户", "", "active"]]
+    import_id = preview_id(_upload(client, rows))
+    with app.app_context():
+        imp = db.session.get(Import, import_id)
+        assert (imp.to_insert, imp.rejected) == (3, 0), imp.errors
+    client.post(f"/imports/{import_id}/apply")
+    with app.app_context():
+        found = {name: (tags, status) for name, tags, status in db.session.execute(
+            select(Customer.name, Customer.tags, Customer.status).where(Customer.name.like("标签%")))}
+    assert found == {"标签逗号客户": (["重点", "VIP"], "active"), "标签JSON客户": (["重点"], "dormant"),
+                     "标签空客户": ([], "active")}
+    # What the CSV export writes, the import reads back.
+    export = client.get("/api/v1/crm/customers/export.csv?q=标签逗号").get_data(as_text=True)
+    assert '"[""重点"", ""VIP""]"' in export
+
+
+def test_tags_are_edited_in_the_form_as_a_list_typed_with_commas(app):
+    client = login(app, "sales1")
+    with app.app_context():
+        customer = records.create(records.get_resource("crm.customer"), user("sales1"),
+                                  {"name": "表单标签客户", "tags": ["老客户"]})
+        db.session.commit()
+        customer_id = customer.id
+    page = client.get(f"/crm/customers/{customer_id}/edit").get_data(as_text=True)
+    assert 'value="老客户"' in page and "[" not in page.split('name="tags"')[1].split(">")[0]
+    version = re.search(r'name="version" value="(\d+)"', page).group(1)
+    response = client.post(f"/crm/customers/{customer_id}/edit",
+                           {"name": "表单标签客户", "tags": "重点，VIP", "level": "B", "status": "active", "version": version})
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    with app.app_context():
+        assert db.session.get(Customer, customer_id).tags == ["重点", "VIP"]
