@@ -154,6 +154,10 @@ def _display(value):
         return _("Yes") if value else _("No")
     if isinstance(value, Decimal):
         return f"{value:,.2f}"
+    if isinstance(value, list):
+        return "、".join(str(v) for v in value)  # tags: 重点、VIP, not ['重点', 'VIP']
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items())
     return value
 
 

@@ -111,3 +111,5 @@ def test_tags_are_edited_in_the_form_as_a_list_typed_with_commas(app):
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
     with app.app_context():
         assert db.session.get(Customer, customer_id).tags == ["重点", "VIP"]
+    detail = client.get(f"/crm/customers/{customer_id}").get_data(as_text=True)
+    assert "重点、VIP" in detail and "[&#39;重点" not in detail
