@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import marshmallow
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import format_datetime, gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
@@ -171,7 +171,12 @@ def list_page(plugin: str, plural: str):
     visible = records.visible_fields(resource, current_user)
     columns = _columns(resource, visible)
     params = _filter_params(resource, request.args)
-    page = records.list_page(resource, current_user, params)
+    try:
+        page = records.list_page(resource, current_user, params)
+        errors = {}
+    except ValidationError as exc:  # a filter, sort or page the list cannot read: said next to the form
+        page = records.Page(items=[], total=0, page=1, per_page=current_app.config["YITI"]["PAGE_SIZE"])
+        errors = exc.fields or {"_form": [exc.message]}
     rows = page.items
     filters = [{"name": f, "label": field_label(resource, f), "kind": records.column_kind(resource, f)}
                for f in resource.filters if f in visible and f not in REFERENCE_FIELDS
@@ -183,8 +188,8 @@ def list_page(plugin: str, plural: str):
         can_create=can(current_user, resource.permission("create")),
         can_export=can(current_user, resource.permission("export")), display=_displayer(resource, rows),
         can_import=can(current_user, resource.permission("import")),
-        label=lambda name: field_label(resource, name),
-    )
+        label=lambda name: field_label(resource, name), errors=errors,
+    ), 422 if errors else 200
 
 
 def _filter_params(resource, args) -> dict:

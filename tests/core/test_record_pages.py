@@ -50,6 +50,12 @@ def test_list_searches_filters_sorts_and_pages(company):
     assert "周报 10" in filtered and "周报 20" not in filtered
     bad = rep.get(f"{LIST}?sort=password")
     assert bad.status_code == 422
+    for query in ("updated_at__gte=2026%2F12%2F7", "page=abc"):
+        refused = rep.get(f"{LIST}?{query}")
+        page = text(refused)
+        # The list itself, its form kept, with what to correct: not a bare error page.
+        assert refused.status_code == 422 and 'role="search"' in page and "请修正标红的字段" in page
+        assert 'class="alert alert-danger"' in page and "周报 00" not in page
 
 
 def test_the_filter_form_sent_with_blank_boxes_filters_nothing_and_a_day_bound_covers_the_day(company):
