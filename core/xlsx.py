@@ -48,7 +48,7 @@ def _write_rows(sheet, rows) -> int:
     count = 0
     for count, row in enumerate(rows, start=1):
         if count > MAX_ROWS:
-            raise BusinessRuleError(_("An XLSX sheet holds at most %(rows)s rows: export CSV instead.", rows=f"{MAX_ROWS:,}"))
+            raise too_many_rows()
         r = count - 1
         for c, value in enumerate(row):
             kind = type(value)
@@ -63,6 +63,11 @@ def _write_rows(sheet, rows) -> int:
             else:
                 string(r, c, _text(str(value)))
     return count
+
+
+def too_many_rows() -> BusinessRuleError:
+    """The error for rows that would not fit in one sheet."""
+    return BusinessRuleError(_("An XLSX sheet holds at most %(rows)s rows: export CSV instead.", rows=f"{MAX_ROWS:,}"))
 
 
 def _finite(value) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 from flask import Response, jsonify, request, stream_with_context
 from flask_babel import gettext as _
@@ -16,7 +15,7 @@ from flask_login import current_user, login_required
 from core import audit, resources as records, xlsx
 from core.api import bp
 from core.api.helpers import envelope, json_body
-from core.errors import BusinessRuleError, ValidationError
+from core.errors import ValidationError
 from core.extensions import db
 
 EXPORT_BATCH = 500
@@ -107,19 +106,12 @@ def _printable(args) -> dict:
     return {k.replace("\x00", ""): v.replace("\x00", "") for k, v in args.items()}
 
 
-def _csv_cell(value):
-    """A value as a CSV cell the import reads back: lists and dicts as JSON, nothing as empty."""
-    if value is None:
-        return ""
-    if type(value) in (list, dict):
-        return json.dumps(value, ensure_ascii=False)
-    return value
-
-
 @bp.get("/<name:plugin>/<name:plural>/export.csv")
 @login_required
 def resource_export(plugin: str, plural: str):
     """The current filtered list as CSV, streamed in batches, as the user may see it; audited."""
+    from core.imports import service as imports
+
     resource = records.by_path(plugin, plural)
     query = records.list_query(resource, current_user, request.args, action="export")
     audit.record("export", resource=resource.key, summary=str(resource.label_plural),
@@ -135,7 +127,7 @@ def resource_export(plugin: str, plural: str):
         writer.writerow(fields)
         for batch in records.dumped_batches(resource, user, query, EXPORT_BATCH):
             for row in batch:
-                writer.writerow([_csv_cell(row.get(f)) for f in fields])
+                writer.writerow(["" if row.get(f) is None else imports.export_value(row.get(f)) for f in fields])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
@@ -163,8 +155,7 @@ def resource_export_xlsx(plugin: str, plural: str):
     resource = records.by_path(plugin, plural)
     query = records.list_query(resource, current_user, request.args, action="export")
     if records.count(query) >= xlsx.MAX_ROWS:  # the header takes a row
-        raise BusinessRuleError(_("An XLSX sheet holds at most %(rows)s rows: export CSV instead.",
-                                  rows=f"{xlsx.MAX_ROWS:,}"))
+        raise xlsx.too_many_rows()
     audit.record("export", resource=resource.key, summary=str(resource.label_plural),
                  changes={"filters": _printable(request.args), "format": "xlsx"}, actor=current_user)
     db.session.commit()

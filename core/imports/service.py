@@ -896,11 +896,15 @@ def _is_number(text: str) -> bool:
 def write_xlsx(target, headers: list[str], rows) -> None:
     """Write one sheet to ``target`` (a binary file) row by row (``core.xlsx``: memory flat, text
     kept as text); lists and dicts are written as JSON text."""
-    lines = ([_json_text(v) if type(v) in (dict, list) else v for v in row] for row in rows)
+    lines = ([export_value(v) for v in row] for row in rows)
     xlsx.write(target, [(None, itertools.chain([headers], lines))])
 
 
-def _json_text(value) -> str:
+def export_value(value):
+    """A value as a list export's cell holds it: a list or dict as JSON text (what the import reads
+    back), anything else as it is."""
+    if type(value) not in (list, dict):
+        return value
     return json.dumps(value, ensure_ascii=False) if value else ("[]" if type(value) is list else "{}")
 
 

@@ -197,12 +197,13 @@ def _filter_params(resource, args) -> dict:
     no filter (not "is empty"), and a day typed for a date-and-time bound covers the whole day."""
     params = {}
     for key, value in args.items():
-        if value.strip() == "":
+        day = value.strip()
+        if day == "":
             continue
         name, _sep, op = key.partition("__")
         if (op in ("gte", "lte") and name in resource.filters and records.column_kind(resource, name) == "datetime"
-                and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip())):
-            value = value.strip() + ("T00:00:00" if op == "gte" else "T23:59:59.999999")
+                and re.fullmatch(r"\d{4}-\d{2}-\d{2}", day)):
+            value = day + ("T00:00:00" if op == "gte" else "T23:59:59.999999")
         params[key] = value
     return params
 
