@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 
 import marshmallow
 from flask import current_app
@@ -83,6 +84,16 @@ class Resource:
     #: database for each row (a duplicate check, say) may read it here once for all of them and
     #: answer from that inside the block.
     preload: object = field(default=None, hash=False, compare=False)
+    #: Whether a bulk import may write new records as plain rows (``new_rows``: one ``INSERT`` of
+    #: their column values, no ORM objects, no flush) instead of building and flushing a record
+    #: each. Set it only for a model no code reacts to as its objects are flushed (a session's
+    #: ``before_flush``/``after_flush`` listener, an ORM ``@validates`` or constructor of its
+    #: own); a resource with ``before_write`` is always written as records.
+    bulk_insert: bool = False
+
+    def __post_init__(self):
+        if self.bulk_insert and self.before_write is not None:
+            raise ValueError(f"{self.key}: bulk_insert skips before_write; declare one or the other")
 
     @property
     def key(self) -> str:
@@ -514,6 +525,60 @@ def new_record(resource: Resource, user, clean: dict):
     if hasattr(obj, "created_by_id"):
         obj.created_by_id = user.id
     return obj
+
+
+def new_rows(resource: Resource, user, cleans: list[dict], departments: dict | None = None) -> list[dict] | None:
+    """The column values of the records ``new_record`` would make of ``cleans``, every column filled
+    (the model's defaults taken as the ``INSERT`` would take them), keyed by attribute;
+    ``None`` when that cannot be known ahead of the ``INSERT`` (a column the database fills itself).
+
+    ``departments`` (one import's) remembers each owner's department, so each costs one query.
+    """
+    plan = _row_plan(resource.model)
+    if plan is None:
+        return None
+    attributes, defaults = plan
+    departments = {} if departments is None else departments
+    rows = []
+    for clean in cleans:
+        row = {name: value(None) if callable(value) else value for name, value in defaults.items() if name not in clean}
+        row.update(clean)
+        if "owner_id" in attributes and row.get("owner_id") is None:
+            row["owner_id"] = user.id
+        if "department_id" in attributes and row.get("department_id") is None:
+            owner = row.get("owner_id")
+            if owner not in departments:
+                departments[owner] = _department_of(owner, user)
+            row["department_id"] = departments[owner]
+        if "created_by_id" in attributes:
+            row["created_by_id"] = user.id
+        rows.append({name: row.get(name) for name in attributes})
+    return rows
+
+
+@lru_cache(maxsize=256)
+def _row_plan(model) -> tuple[tuple[str, ...], dict] | None:
+    """``(attributes, {attribute: default})`` of ``model``'s columns, or ``None`` when a column has a
+    database-side default or a default that is not a plain value or function (its value unknown here)."""
+    mapper = sa_inspect(model)
+    attributes, defaults = [], {}
+    for prop in mapper.column_attrs:
+        if len(prop.columns) != 1:
+            return None
+        column = prop.columns[0]
+        if column.server_default is not None or column.table is not mapper.local_table or column.key != prop.key:
+            return None
+        attributes.append(prop.key)
+        default = column.default
+        if default is None:
+            continue
+        if default.is_scalar:
+            defaults[prop.key] = default.arg
+        elif default.is_callable:
+            defaults[prop.key] = default.arg  # SQLAlchemy wraps it to take the execution context
+        else:
+            return None  # a SQL expression or a sequence: the database's own
+    return tuple(attributes), defaults
 
 
 def _department_of(owner_id, user):

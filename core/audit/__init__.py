@@ -75,7 +75,7 @@ def record(action: str, *, resource: str | None = None, record_id: int | None = 
 
 def values(action: str, *, resource: str | None = None, record_id: int | None = None, summary: str = "",
            changes: dict | None = None, actor=None, actor_name: str | None = None) -> dict:
-    """The columns of the entry ``record`` would write (``at`` left to its default), for ``record_many``."""
+    """The columns of the entry ``record`` would write (``at`` left to its default)."""
     who = _actor(actor)
     return {
         "actor_id": getattr(who, "id", None),
@@ -89,11 +89,19 @@ def values(action: str, *, resource: str | None = None, record_id: int | None = 
     }
 
 
-def record_many(entries: list[dict]) -> None:
-    """Append many entries made by ``values`` in one ``INSERT`` (a bulk import), in the caller's transaction."""
-    if entries:
-        now = clock.now()
-        db.session.execute(insert(AuditEntry), [{"at": now, **entry} for entry in entries])
+def record_many(action: str, *, resource: str, items: list[tuple[int, str, dict]], actor=None) -> None:
+    """Append one ``action`` entry for each ``(record_id, summary, changes)`` of ``items`` in one
+    ``INSERT`` (a bulk import), in the caller's transaction: the entries ``record`` would write one by one.
+
+    ``changes`` are taken as ``diff`` gives them (JSON-ready already).
+    """
+    if not items:
+        return
+    common = values(action, resource=resource, actor=actor)
+    common["at"] = clock.now()
+    db.session.execute(insert(AuditEntry.__table__), [
+        {**common, "record_id": record_id, "summary": (summary or "")[:255], "changes": changes}
+        for record_id, summary, changes in items])
 
 
 def history(resource: str, record_id: int, viewer=None, limit: int = 200) -> list[AuditEntry]:

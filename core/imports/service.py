@@ -34,6 +34,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
+from types import SimpleNamespace
 
 import marshmallow
 from flask import current_app
@@ -48,6 +49,7 @@ from core.schemas import choice_from_text, list_from_text
 from core.models import reserve_ids
 from core.permissions import can, require, scope_filter
 from core.permissions.fields import field_rules
+from core.readers import row_reader
 
 __all__ = ["Import", "preview", "check", "apply", "write", "fail", "undo", "read", "count_rows", "background_rows", "get_import", "rejects_csv", "template", "write_xlsx", "label",
            "importable_fields", "parse", "require_import"]
@@ -299,22 +301,6 @@ def _row_data(resource, user, mapping, cells, memo: dict | None = None) -> dict:
     return data
 
 
-def _existing(resource, user, data) -> int | None:
-    """The id of the one record ``user`` may update whose natural key is the row's; none: ``None``."""
-    key = resource.natural_key
-    if not can(user, resource.permission("update")):
-        return None
-    value = _key_value(resource, data)
-    if value is None:
-        return None  # no key, or one the create that follows reports as a field error
-    ids = db.session.scalars(select(resource.model.id).where(
-        scope_filter(resource, "update", user), getattr(resource.model, key) == value).limit(2)).all()
-    if len(ids) > 1:
-        raise ValidationError(_("Please correct the highlighted fields."), fields={key: [
-            _("Several records have this value; the row cannot say which one to update.")]})
-    return ids[0] if ids else None
-
-
 def _key_value(resource, data):
     """The row's natural key as stored (the field's own reading of the text); ``None``: none or not valid."""
     key = resource.natural_key
@@ -324,14 +310,6 @@ def _key_value(resource, data):
         return resource.schema._declared_fields[key].deserialize(data[key])
     except marshmallow.ValidationError:
         return None
-
-
-def _write(resource, user, data) -> tuple[str, object, dict | None]:
-    """Create or update one record from a row: ``(kind, record, before-values of the fields written)``."""
-    record_id = _existing(resource, user, data)
-    if record_id is None:
-        return "insert", records.create(resource, user, data), None
-    return _update(resource, user, record_id, data)
 
 
 def _update(resource, user, record_id, data) -> tuple[str, object, dict]:
@@ -348,11 +326,6 @@ def _messages(resource, exc: Exception) -> list[tuple[str, str]]:
                     for message in (messages if isinstance(messages, list) else [messages])]
         return [("", str(exc.message))]
     return [("", _("The database refused this row (is a value a duplicate?)."))]
-
-
-def _try(resource, user, mapping, cells, keep: bool):
-    """Run one row in a savepoint; keep it or roll it back. Returns ``(kind, obj, before)`` or the error."""
-    return _in_savepoint(lambda: _write(resource, user, _row_data(resource, user, mapping, cells)), keep)
 
 
 def _in_savepoint(step, keep: bool):
@@ -385,7 +358,9 @@ def _in_savepoint(step, keep: bool):
 # (``records.load_new``: schema, writable fields, columns, references; inside the resource's
 # ``preload`` block, so a schema check that reads the database reads it once for the part), added together and flushed
 # in one multi-row ``INSERT``, checked against the create scope with one select (``scope_filter``)
-# and audited with one multi-row ``INSERT`` of the same entries ``records.create`` writes. If the
+# and audited with one multi-row ``INSERT`` of the same entries ``records.create`` writes. A
+# resource declared ``bulk_insert`` skips the ORM for its new records: their column values
+# (``records.new_rows``) go in with one ``INSERT`` and the audit snapshot is read from them. If the
 # database or the scope refuses the part's new records, its savepoint is rolled back and they are
 # tried one by one, so the error lands on its row.
 
@@ -399,7 +374,7 @@ class _Run:
         self.key_cell = mapping.index(resource.natural_key) if resource.natural_key in mapping else None
         self.unique = _unique_sets(resource.model)
         self.schema = resource.schema()
-        self.keys = {}
+        self.keys, self.departments = {}, {}
 
     def key(self, data: dict):
         """``_key_value`` of ``data``, each distinct text read once per chunk (a key field may check a checksum)."""
@@ -548,25 +523,17 @@ def _insert_together(run: _Run, datas: list, keep: bool):
         return Conflict(_("This clashes with an existing record: a value that must be unique is already used."))
     savepoint = db.session.begin_nested()
     try:
-        objs = []
         ids = reserve_ids(db.session, model, len(cleans))  # one INSERT for the lot, not one per row
-        for k, (i, clean) in enumerate(cleans):
-            obj = records.new_record(resource, user, clean)
-            if ids is not None:
-                obj.id = ids[k]
-            db.session.add(obj)
-            if resource.before_write is not None:
-                resource.before_write(user, obj, None)
-            objs.append((i, obj))
-        db.session.flush()
+        objs = _insert_rows(run, cleans, ids) if ids is not None and _bulk(resource) else None
+        if objs is None:
+            objs = _insert_records(run, cleans, ids)
         ids = [obj.id for _i, obj in objs]
         visible = set(db.session.scalars(select(model.id).where(model.id.in_(ids), scope_filter(resource, "create", user))))
         if len(visible) != len(ids):
             raise Forbidden(_("The record would be outside what you may edit (owner or department)."))
         if keep:  # a dry run's entries would be rolled back with its rows: not worth writing
-            audit.record_many([
-                audit.values("create", resource=resource.key, record_id=obj.id, summary=resource.title(obj),
-                             changes=audit.diff({}, after), actor=user)
+            audit.record_many("create", resource=resource.key, actor=user, items=[
+                (obj.id, resource.title(obj), audit.diff({}, after))
                 for (_i, obj), after in zip(objs, records.snapshots(resource, [obj for _i, obj in objs]))])
     except (DomainError, sa_exc.IntegrityError, sa_exc.DataError) as exc:
         # A failed flush leaves the savepoint inactive, but it still has to be rolled back.
@@ -582,6 +549,42 @@ def _insert_together(run: _Run, datas: list, keep: bool):
     for i, obj in objs:
         results[i] = ("insert", obj, None)
     return results
+
+
+def _bulk(resource) -> bool:
+    """Whether new records of ``resource`` are written as plain rows (``Resource.bulk_insert``), which
+    needs every field of its audit snapshot to be a column (``row_reader``)."""
+    return resource.bulk_insert and row_reader(resource.schema, resource.model, frozenset()) is not None
+
+
+def _insert_records(run: _Run, cleans: list, ids: list | None) -> list:
+    """``[(i, record)]``: a record made of each clean row (``records.new_record``), added and flushed."""
+    resource, user = run.resource, run.user
+    objs = []
+    for k, (i, clean) in enumerate(cleans):
+        obj = records.new_record(resource, user, clean)
+        if ids is not None:
+            obj.id = ids[k]
+        db.session.add(obj)
+        if resource.before_write is not None:
+            resource.before_write(user, obj, None)
+        objs.append((i, obj))
+    db.session.flush()
+    return objs
+
+
+def _insert_rows(run: _Run, cleans: list, ids: list) -> list | None:
+    """``[(i, row)]``: the clean rows written with one ``INSERT`` of their column values
+    (``records.new_rows``), each row readable as its record's attributes (``id``, ``version``,
+    the title; the audit snapshot). ``None`` when the model's rows cannot be made ahead."""
+    rows = records.new_rows(run.resource, run.user, [clean for _i, clean in cleans], run.departments)
+    if rows is None:
+        return None
+    key = run.resource.model.__table__.autoincrement_column.key
+    for row, record_id in zip(rows, ids):
+        row[key] = record_id
+    db.session.execute(insert(run.resource.model.__table__), rows)
+    return [(i, SimpleNamespace(**row)) for (i, _clean), row in zip(cleans, rows)]
 
 
 def require_import(resource, user) -> None:
@@ -723,7 +726,7 @@ def write(imp: Import, resource, user, progress=None) -> Import:
                 changes.append({"import_id": imp.id, "kind": kind, "record_id": obj.id, "version": obj.version,
                                 "before": before})
         if changes:  # committed with the batch's records, so a failure takes back exactly these
-            db.session.execute(insert(ImportChange), changes)
+            db.session.execute(insert(ImportChange.__table__), changes)
         done += len(chunk)
         _progress(imp, done, progress)
     imp.rejects = rejects

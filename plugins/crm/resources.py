@@ -25,6 +25,7 @@ CUSTOMER = Resource(
     natural_key="credit_code",
     example=_customer_example,
     preload=services.preload_credit_codes,
+    bulk_insert=True,
     detail_links=(DetailLink(_l("Customer 360"), "crm_insight.customer360_page"),),
     extra_permissions=(
         Permission("crm.customer.claim", _l("Customers: claim from the public pool")),
@@ -42,6 +43,7 @@ CONTACT = Resource(
     sort_fields=("name", "updated_at"),
     example=lambda n: {"name": f"王经理{n}", "title": "采购经理", "mobile": f"1380013{n:04d}",
                        "email": f"wang{n}@example.com", "wechat": f"wx_wang{n}"},
+    bulk_insert=True,
 )
 
 FOLLOWUP = Resource(
@@ -65,6 +67,7 @@ LEAD = Resource(
     sort_fields=("name", "status", "updated_at", "created_at"),
     example=lambda n: {"name": f"刘先生{n}", "company": f"杭州线索贸易有限公司{n}", "mobile": f"1391234{n:04d}",
                        "source": "官网表单", "province": "浙江"},
+    bulk_insert=True,
     detail_links=(DetailLink(_l("Convert to customer"), "crm_pages.convert_lead", "crm.lead.convert"),),
     extra_permissions=(Permission("crm.lead.assign", _l("Leads: assign")),
                        Permission("crm.lead.convert", _l("Leads: convert to a customer"))),

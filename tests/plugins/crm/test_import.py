@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import re
 
-from sqlalchemy import select
+from sqlalchemy import inspect as sa_inspect, select
 
 from core import resources as records
 from core.extensions import db
@@ -113,3 +113,57 @@ def test_tags_are_edited_in_the_form_as_a_list_typed_with_commas(app):
         assert db.session.get(Customer, customer_id).tags == ["重点", "VIP"]
     detail = client.get(f"/crm/customers/{customer_id}").get_data(as_text=True)
     assert "重点、VIP" in detail and "[&#39;重点" not in detail
+
+
+def _lane_import(app, client, rows) -> tuple[int, list[int]]:
+    import_id = preview_id(_upload(client, rows))
+    client.post(f"/imports/{import_id}/apply")
+    with app.app_context():
+        from core.imports.models import ImportChange
+
+        imp = db.session.get(Import, import_id)
+        changes = db.session.execute(select(ImportChange.record_id, ImportChange.kind, ImportChange.version)
+                                     .where(ImportChange.import_id == import_id).order_by(ImportChange.id)).all()
+        return (imp.to_insert, imp.rejected, imp.inserted, imp.rejected), changes
+
+
+def _written(app, changes) -> list[tuple]:
+    """Each new customer's columns and its ``create`` audit entry, less what differs between two runs."""
+    from core.audit.models import AuditEntry
+
+    apart = {"id", "created_at", "updated_at", "name", "credit_code"}
+    out = []
+    with app.app_context():
+        for record_id, kind, version in changes:
+            obj = db.session.get(Customer, record_id)
+            columns = {p.key: getattr(obj, p.key) for p in sa_inspect(Customer).column_attrs if p.key not in apart}
+            entry = db.session.scalar(select(AuditEntry).where(AuditEntry.resource == "crm.customer",
+                                                               AuditEntry.record_id == record_id))
+            audited = (entry.action, entry.actor_name, entry.address,
+                       {k: v for k, v in entry.changes.items() if k not in apart})
+            out.append((kind, version, columns, audited, sorted(entry.changes)))
+    return out
+
+
+def test_customers_written_as_plain_rows_are_the_records_the_orm_path_writes(app, monkeypatch):
+    from core.imports import service
+
+    _grant_import(app)
+    client = login(app, "sales1")
+
+    def rows(run: int):
+        return [["客户名称", "统一社会信用代码", "客户等级", "标签", "客户状态", "地址", "负责人"],
+                [f"平行客户甲{run}", creditcode.make(8300 + run * 10), "A", "重点、VIP", "正常", "上海市", ""],
+                [f"平行客户乙{run}", creditcode.make(8301 + run * 10), "", "", "", "", "sales1"],
+                [f"平行客户丙{run}", "91310000BADCODE00", "B", "", "", "", ""],
+                [f"平行客户丁{run}", creditcode.make(8302 + run * 10), "C", "续约", "休眠", "", ""]]
+
+    with app.app_context():
+        assert service._bulk(records.get_resource("crm.customer"))
+    plain_counts, plain_changes = _lane_import(app, client, rows(1))
+    monkeypatch.setattr(service, "_bulk", lambda resource: False)
+    orm_counts, orm_changes = _lane_import(app, client, rows(2))
+    assert plain_counts == orm_counts == (3, 1, 3, 1)
+    plain, orm = _written(app, plain_changes), _written(app, orm_changes)
+    assert plain == orm
+    assert plain[0][2]["tags"] == ["重点", "VIP"] and plain[0][2]["owner_id"] == plain[1][2]["owner_id"]
