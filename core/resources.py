@@ -530,7 +530,8 @@ def new_record(resource: Resource, user, clean: dict):
 def new_rows(resource: Resource, user, cleans: list[dict], departments: dict | None = None) -> list[dict] | None:
     """The column values of the records ``new_record`` would make of ``cleans``, every column filled
     (the model's defaults taken as the ``INSERT`` would take them), keyed by attribute;
-    ``None`` when that cannot be known ahead of the ``INSERT`` (a column the database fills itself).
+    ``None`` when that cannot be known ahead of the ``INSERT`` (a column the database fills itself)
+    or a record would do more than hold them (the model has an ORM ``@validates`` hook).
 
     ``departments`` (one import's) remembers each owner's department, so each costs one query.
     """
@@ -561,6 +562,8 @@ def _row_plan(model) -> tuple[tuple[str, ...], dict] | None:
     """``(attributes, {attribute: default})`` of ``model``'s columns, or ``None`` when a column has a
     database-side default or a default that is not a plain value or function (its value unknown here)."""
     mapper = sa_inspect(model)
+    if mapper.validators:
+        return None  # an ORM ``@validates`` hook runs only as a record is built
     attributes, defaults = [], {}
     for prop in mapper.column_attrs:
         if len(prop.columns) != 1:

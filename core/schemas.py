@@ -81,11 +81,24 @@ def list_from_text(text: str):
     return [part.strip() for part in _LIST_SEPARATORS.split(text) if part.strip()]
 
 
-def choice_from_text(field: marshmallow.fields.Field, text: str) -> str:
-    """The stored code of a choice typed as its label (``正常`` for ``active``), or the text itself."""
+def choices(field: marshmallow.fields.Field) -> list[tuple]:
+    """``[(code, label)]`` a field takes: its ``OneOf`` validator's (labels, else the codes), or
+    ``metadata["choices"]()`` for choices an administrator sets (a plugin's setting); ``[]``: free input."""
+    provider = field.metadata.get("choices")
+    if callable(provider):
+        return [(code, str(label)) for code, label in provider()]
     for validator in field.validators:
-        if isinstance(validator, marshmallow.validate.OneOf) and validator.labels:
-            for choice, label in zip(validator.choices, validator.labels):
-                if str(label).strip().lower() == text.lower():
-                    return choice
+        if isinstance(validator, marshmallow.validate.OneOf):
+            labels = validator.labels if validator.labels else validator.choices
+            return [(code, str(label)) for code, label in zip(validator.choices, labels)]
+    return []
+
+
+def choice_from_text(field: marshmallow.fields.Field, text: str) -> str:
+    """The stored code of a choice typed as its label (``正常`` for ``active``) or as its code in
+    another case (``a`` for ``A``); any other text as it is, for the schema to refuse."""
+    typed = text.strip().lower()
+    for code, label in choices(field):
+        if label.strip().lower() == typed or str(code).lower() == typed:
+            return code
     return text

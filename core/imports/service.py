@@ -41,7 +41,7 @@ from flask import current_app
 from flask_babel import force_locale, gettext as _, lazy_gettext as _l
 from sqlalchemy import exc as sa_exc, func, insert, or_, select, update
 
-from core import audit, clock, resources as records, xlsx
+from core import audit, clock, references, resources as records, xlsx
 from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from core.extensions import db
 from core.imports.models import ACTIVE, Import, ImportChange
@@ -246,7 +246,7 @@ def _text(value) -> str:
 
 
 def _user_by_name(text: str, user):
-    """``owner_id`` from a file: a username or a display name (or the id itself)."""
+    """A user's id from a file (an owner, an assignee): a username or a display name (or the id itself)."""
     from core.org.models import User
 
     if text.isdigit():
@@ -256,7 +256,12 @@ def _user_by_name(text: str, user):
 
 
 def _lookups(resource) -> dict:
-    return {"owner_id": _user_by_name, **resource.import_lookups}
+    """``{field: lookup(text, user) -> id or None}``: users by name, other records by code or title
+    (``core.references``), then the resource's own ``import_lookups``."""
+    found = {name: _user_by_name for name in references.user_fields(resource)}
+    for name, target in references.references_of(resource).items():
+        found[name] = lambda text, user, target=target: references.find(target, user, text)
+    return {**found, **resource.import_lookups}
 
 
 #: Names looked up (``owner_id``, ``import_lookups``) an import remembers, so a name repeated on
@@ -264,13 +269,14 @@ def _lookups(resource) -> dict:
 MAX_REMEMBERED = 10_000
 
 
-def _row_data(resource, user, mapping, cells, memo: dict | None = None) -> dict:
+def _row_data(resource, user, mapping, cells, memo: dict | None = None, lookups: dict | None = None) -> dict:
     """A row's cells as the input ``create``/``update`` take; names looked up; empty cells left out.
 
-    ``memo`` (one import's) keeps what each looked-up name gave, so each distinct name costs one query.
+    ``memo`` (one import's) keeps what each looked-up name gave, so each distinct name costs one
+    query; ``lookups`` is ``_lookups(resource)`` (an import's, made once).
     """
     data, errors = {}, {}
-    lookups = _lookups(resource)
+    lookups = _lookups(resource) if lookups is None else lookups
     declared = resource.schema._declared_fields
     for name, text in zip(mapping, cells):
         text = (text or "").strip()
@@ -281,7 +287,11 @@ def _row_data(resource, user, mapping, cells, memo: dict | None = None) -> dict:
             if memo is not None and (name, text) in memo:
                 found = memo[(name, text)]
             else:
-                found = lookups[name](text, user)
+                try:
+                    found = lookups[name](text, user)
+                except DomainError as exc:  # several records go by that name
+                    errors[name] = [str(m) for messages in (exc.fields or {"": [exc.message]}).values() for m in messages]
+                    continue
                 if memo is not None and len(memo) < MAX_REMEMBERED:
                     memo[(name, text)] = found
             if found is None:
@@ -370,6 +380,7 @@ class _Run:
 
     def __init__(self, resource, user, mapping: list):
         self.resource, self.user, self.mapping, self.memo = resource, user, mapping, {}
+        self.lookups = _lookups(resource)
         self.updates = bool(resource.natural_key) and can(user, resource.permission("update"))
         self.key_cell = mapping.index(resource.natural_key) if resource.natural_key in mapping else None
         self.unique = _unique_sets(resource.model)
@@ -468,7 +479,7 @@ def _part(run: _Run, rows: list, keep: bool) -> list:
     results, datas = [None] * len(rows), [None] * len(rows)
     for i, (_number, cells) in enumerate(rows):
         try:
-            datas[i] = _row_data(resource, user, run.mapping, cells, run.memo)
+            datas[i] = _row_data(resource, user, run.mapping, cells, run.memo, run.lookups)
         except DomainError as exc:
             results[i] = exc
     existing = run.existing([d for d in datas if d is not None])

@@ -11,18 +11,19 @@ from datetime import datetime
 from decimal import Decimal
 
 import marshmallow
+from markupsafe import Markup
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import format_datetime, gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from core import audit, resources as records
+from core import audit, references, resources as records
 from core.errors import BusinessRuleError, Conflict, Forbidden, ValidationError
 from core.extensions import db
 from core.permissions import can, scope_filter
 from core.permissions.fields import field_rules
 from core.preferences import get_preference, set_preference
-from core.schemas import list_from_text
+from core.schemas import choices as field_choices, list_from_text
 
 bp = Blueprint("records", __name__)
 
@@ -39,7 +40,7 @@ def field_label(resource, name: str) -> str:
 
 def input_kind(field: marshmallow.fields.Field) -> str:
     """How a form shows a schema field."""
-    choices = _choices(field)
+    choices = field_choices(field)
     if choices:
         return "select"
     if isinstance(field, marshmallow.fields.Boolean):
@@ -56,14 +57,6 @@ def input_kind(field: marshmallow.fields.Field) -> str:
     return "textarea" if longest > 500 else "text"
 
 
-def _choices(field) -> list:
-    for validator in field.validators:
-        if isinstance(validator, marshmallow.validate.OneOf):
-            labels = validator.labels if validator.labels else validator.choices
-            return [(value, str(label)) for value, label in zip(validator.choices, labels)]
-    return []
-
-
 def form_fields(resource, user) -> list[dict]:
     """The fields a form shows: writable ones, with read-only and masked ones disabled."""
     rules = field_rules(resource, user)
@@ -72,7 +65,7 @@ def form_fields(resource, user) -> list[dict]:
         if field.dump_only or rules.get(name) == "hidden" or name in records.SYSTEM_FIELDS:
             continue
         shown.append({"name": name, "label": field_label(resource, name), "kind": input_kind(field),
-                      "choices": _choices(field), "required": field.required,
+                      "choices": field_choices(field), "required": field.required,
                       "disabled": rules.get(name) in ("readonly", "masked")})
     return shown
 
@@ -104,15 +97,13 @@ def _form_to_data(resource, user, form) -> dict:
     return data
 
 
-REFERENCE_FIELDS = ("owner_id", "created_by_id", "department_id")
-
-
-def _names(rows: list[dict]) -> dict:
-    """Display names for the users and departments ``rows`` refer to: two queries, not one per row."""
+def _names(resource, rows: list[dict]) -> dict:
+    """Display names of the users, departments and records ``rows`` refer to: a query a kind, not one a row."""
     from core.org.models import Department, User
 
-    user_ids = {r[f] for r in rows for f in ("owner_id", "created_by_id") if r.get(f)}
-    department_ids = {r["department_id"] for r in rows if r.get("department_id")}
+    people, units = references.user_fields(resource), references.department_fields(resource)
+    user_ids = {r[f] for r in rows for f in people if r.get(f)}
+    department_ids = {r[f] for r in rows for f in units if r.get(f)}
     names = {}
     if user_ids:
         for uid, name in db.session.execute(select(User.id, User.display_name).where(User.id.in_(user_ids))):
@@ -124,19 +115,32 @@ def _names(rows: list[dict]) -> dict:
 
 
 def _displayer(resource, rows: list[dict]):
-    """``display(value, field)`` for a page: names for references, labels for choices, times in the
-    reader's time zone, Yes/No, amounts with separators."""
-    names = _names(rows)
+    """``display(value, field, link=True)`` for a page: names for users and departments, titles
+    (linked to their page) for other records, labels for choices, times in the reader's time zone,
+    Yes/No, amounts with separators."""
+    names = _names(resource, rows)
+    titles = references.titles(resource, current_user, rows)
+    targets = references.references_of(resource)
+    kinds = {**{f: "user" for f in references.user_fields(resource)},
+             **{f: "department" for f in references.department_fields(resource)}}
     declared = resource.schema._declared_fields
-    choices = {name: dict(_choices(f)) for name, f in declared.items() if _choices(f)}
+    choices = {name: dict(found) for name, f in declared.items() if (found := field_choices(f))}
     times = {name for name, f in declared.items() if isinstance(f, marshmallow.fields.DateTime)}
 
-    def display(value, field=None):
+    def display(value, field=None, link=True):
         if value is None:
             return value
-        if field in REFERENCE_FIELDS:
-            kind = "department" if field == "department_id" else "user"
-            return names.get((kind, value), value)
+        if field in kinds:
+            return names.get((kinds[field], value), value)
+        if field in targets:
+            title = titles.get((field, value))
+            if title is None:
+                return f"#{value}"
+            if not link:
+                return title
+            target = targets[field]
+            url = url_for("records.detail", plugin=target.plugin, plural=target.plural, record_id=value)
+            return Markup('<a href="{}">{}</a>').format(url, title)
         if field in choices:
             return choices[field].get(value, value)
         if field in times and isinstance(value, str):
@@ -179,7 +183,8 @@ def list_page(plugin: str, plural: str):
         errors = exc.fields or {"_form": [exc.message]}
     rows = page.items
     filters = [{"name": f, "label": field_label(resource, f), "kind": records.column_kind(resource, f)}
-               for f in resource.filters if f in visible and f not in REFERENCE_FIELDS
+               for f in resource.filters if f in visible and f not in references.user_fields(resource)
+               and f not in references.department_fields(resource) and f not in references.references_of(resource)
                and field_rules(resource, current_user).get(f) != "masked"]
     pages = max(1, -(-page.total // page.per_page))
     return render_template(

@@ -162,7 +162,7 @@ class OpportunitySchema(_Owned):
                             validate=marshmallow.validate.Range(min=0, error=_l("Must be at least {min}.")),
                             metadata=_label(_l("Amount")))
     expected_close = fields.Date(allow_none=True, load_default=None, metadata=_label(_l("Expected close date")))
-    stage = fields.String(load_default="initial", metadata=_label(_l("Stage")))
+    stage = fields.String(load_default="initial", metadata={**_label(_l("Stage")), "choices": settings.stage_choices})
     probability = fields.Integer(dump_only=True, metadata=_label(_l("Probability (%)")))
     lost_reason = fields.String(load_default="", validate=length(300), metadata=_label(_l("Lost reason")))
     rejection_reason = fields.String(dump_only=True, metadata=_label(_l("Contract rejection reason")))

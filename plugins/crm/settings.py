@@ -58,6 +58,11 @@ def stages() -> list[tuple[str, object, int]]:
     return [tuple(s) for s in get("STAGES")]
 
 
+def stage_choices() -> list[tuple[str, object]]:
+    """``[(key, label)]`` of the stages, for forms, lists and imports (``metadata["choices"]``)."""
+    return [(key, label) for key, label, _probability in stages()]
+
+
 def stage_keys() -> list[str]:
     return [s[0] for s in stages()]
 

@@ -1,0 +1,99 @@
+"""Fields that hold the id of another record: shown by name, typed by name.
+
+A contact's ``customer_id`` is a number in the database and the API, but people know the customer
+by its name or its code. A field is a reference when its column is a foreign key: to the table
+of a registered resource (``references_of``), to the users (``user_fields``: an owner, an
+assignee) or to the departments. Pages show the referenced record's title (``titles``), and an
+import cell or a form box may give its natural key, its title or its id (``find``). Records are
+read through the reader's own read scope, so a name never tells anyone about a record they may
+not read, and a title the reader may not see (a hidden or masked field) is not shown: the page
+says the id instead.
+"""
+from __future__ import annotations
+
+from flask_babel import gettext as _
+from sqlalchemy import inspect as sa_inspect, or_, select
+
+from core.errors import ValidationError
+from core.extensions import db
+from core.permissions import scope_filter
+from core.permissions.fields import field_rules
+
+__all__ = ["references_of", "user_fields", "department_fields", "titles", "find"]
+
+
+def _targets(resource) -> dict:
+    """``{field: name of the table its foreign key points at}`` for ``resource``'s schema fields."""
+    columns = sa_inspect(resource.model).columns
+    found = {}
+    for name in resource.schema._declared_fields:
+        column = columns.get(name)
+        keys = list(column.foreign_keys) if column is not None else []
+        if len(keys) == 1:
+            found[name] = keys[0].column.table.name
+    return found
+
+
+def references_of(resource) -> dict:
+    """``{field: Resource}``: the fields of ``resource`` that hold the id of a registered resource's record."""
+    from core.registry import resources
+
+    by_table = {}
+    for other in resources().values():
+        by_table.setdefault(other.model.__table__.name, other)
+    return {name: by_table[table] for name, table in _targets(resource).items() if table in by_table}
+
+
+def user_fields(resource) -> set[str]:
+    """Fields of ``resource`` that hold a user's id (owner, creator, assignee)."""
+    return {name for name, table in _targets(resource).items() if table == "core_user"}
+
+
+def department_fields(resource) -> set[str]:
+    """Fields of ``resource`` that hold a department's id."""
+    return {name for name, table in _targets(resource).items() if table == "core_department"}
+
+
+def _title_column(target, user):
+    """The column the reader may know ``target``'s records by, or ``None`` (hidden or masked for them)."""
+    if field_rules(target, user).get(target.title_field) in ("hidden", "masked"):
+        return None
+    return getattr(target.model, target.title_field, None)
+
+
+def titles(resource, user, rows: list[dict]) -> dict:
+    """``{(field, id): title}`` of the records ``rows`` refer to that ``user`` may read: one query a field."""
+    names = {}
+    for name, target in references_of(resource).items():
+        ids = {row[name] for row in rows if type(row.get(name)) is int}
+        column = _title_column(target, user)
+        if not ids or column is None:
+            continue
+        for record_id, title in db.session.execute(select(target.model.id, column).where(
+                target.model.id.in_(ids), scope_filter(target, "read", user))):
+            names[(name, record_id)] = str(title)
+    return names
+
+
+def find(target, user, text: str) -> int | None:
+    """The id of the one record of ``target`` ``user`` may read that ``text`` names: by its natural
+    key, its title or (all digits) its id. ``None``: none does. Several: a ``ValidationError``."""
+    text = text.strip()
+    model, scope = target.model, scope_filter(target, "read", user)
+    if text.isdigit() and 0 < int(text) < 2**31:
+        found = db.session.scalar(select(model.id).where(model.id == int(text), scope))
+        if found is not None:
+            return found
+    matches = []
+    if target.natural_key:
+        matches.append(getattr(model, target.natural_key) == text)
+    column = _title_column(target, user)
+    if column is not None:
+        matches.append(column == text)
+    if not matches:
+        return None
+    ids = db.session.scalars(select(model.id).where(or_(*matches), scope).limit(2)).all()
+    if len(ids) > 1:
+        raise ValidationError(_("Please correct the highlighted fields."), fields={"_lookup": [
+            _("Several records are called “%(value)s”: give the code or the ID instead.", value=text)]})
+    return ids[0] if ids else None

@@ -1,0 +1,89 @@
+"""References between records (``core.references``): a contact's customer is typed by its name or
+credit code in an import and shown by its name on pages, always through the reader's own scope."""
+from __future__ import annotations
+
+import io
+
+from flask_babel import force_locale, gettext
+from sqlalchemy import select
+
+from core import resources as records
+from core.extensions import db
+from core.imports.models import Import
+from core.permissions.services import set_field_rules, set_grants
+from plugins.crm import creditcode
+from plugins.crm.models import Contact
+
+from tests.core.test_imports import app, csv_bytes, login, preview_id, user  # noqa: F401
+
+
+def _customers(app) -> dict:
+    """sales1's two customers (one name used twice) and sales2's one, by a short name."""
+    with app.app_context():
+        customer = records.get_resource("crm.customer")
+        importer = next(r for r in user("sales1").roles if r.key == "importer")
+        set_grants(user("admin"), importer.id, {"crm.customer.import": "own", "crm.contact.import": "own"})
+        made = {
+            "mine": records.create(customer, user("sales1"), {"name": "引用测试客户", "credit_code": creditcode.make(8601)}),
+            "twin1": records.create(customer, user("sales1"), {"name": "同名客户", "credit_code": creditcode.make(8602)}),
+            "twin2": records.create(customer, user("sales1"), {"name": "同名客户", "credit_code": creditcode.make(8603)}),
+            "theirs": records.create(customer, user("sales2"), {"name": "别人的引用客户", "credit_code": creditcode.make(8604)}),
+        }
+        db.session.commit()
+        return {key: (obj.id, obj.name, obj.credit_code) for key, obj in made.items()}
+
+
+def test_an_import_links_a_contact_to_its_customer_by_name_code_or_id_within_the_importers_scope(app):
+    found = _customers(app)
+    client = login(app, "sales1")
+    rows = [["联系人姓名", "客户", "手机"],
+            ["按名称", "引用测试客户", "13800000001"],
+            ["按代码", found["twin1"][2], "13800000002"],
+            ["按编号", str(found["twin2"][0]), "13800000003"],
+            ["同名", "同名客户", "13800000004"],
+            ["越权", "别人的引用客户", "13800000005"],
+            ["越权编号", str(found["theirs"][0]), "13800000006"]]
+    response = client.post("/crm/contacts/import", {"file": (io.BytesIO(csv_bytes(rows)), "contacts.csv")},
+                           content_type="multipart/form-data")
+    import_id = preview_id(response)
+    with app.app_context(), force_locale("zh_CN"):
+        imp = db.session.get(Import, import_id)
+        assert (imp.to_insert, imp.rejected) == (3, 3), imp.errors
+        by_row = {e["row"]: e["message"] for e in imp.errors}
+        assert set(by_row) == {5, 6, 7}
+        assert by_row[5] == gettext("Several records are called “%(value)s”: give the code or the ID instead.",
+                                    value="同名客户")
+        assert by_row[6] == gettext("Nothing called “%(value)s” was found.", value="别人的引用客户")
+        assert "别人的引用客户" not in by_row[7]  # an id outside the scope tells nothing about the record
+    client.post(f"/imports/{import_id}/apply")
+    with app.app_context():
+        linked = dict(db.session.execute(select(Contact.name, Contact.customer_id).where(
+            Contact.name.in_(["按名称", "按代码", "按编号"]))).all())
+    assert linked == {"按名称": found["mine"][0], "按代码": found["twin1"][0], "按编号": found["twin2"][0]}
+
+
+def test_pages_show_a_referenced_record_by_its_title_linked_and_only_to_who_may_read_it(app):
+    found = _customers(app)
+    with app.app_context():
+        contact = records.get_resource("crm.contact")
+        mine = records.create(contact, user("sales1"), {"name": "看得见客户的人", "customer_id": found["mine"][0]})
+        # An administrator files a contact of sales1's under sales2's customer: sales1 may read the
+        # contact, not the customer.
+        other = records.create(contact, user("admin"), {"name": "看不见客户的人", "customer_id": found["theirs"][0],
+                                                        "owner_id": user("sales1").id})
+        db.session.commit()
+        mine_id, other_id = mine.id, other.id
+    client = login(app, "sales1")
+    page = client.get("/crm/contacts").get_data(as_text=True)
+    assert f'<a href="/crm/customers/{found["mine"][0]}">引用测试客户</a>' in page
+    assert "别人的引用客户" not in page and f"#{found['theirs'][0]}" in page
+    detail = client.get(f"/crm/contacts/{other_id}").get_data(as_text=True)
+    assert "别人的引用客户" not in detail and f"#{found['theirs'][0]}" in detail
+    assert "引用测试客户" in client.get(f"/crm/contacts/{mine_id}").get_data(as_text=True)
+
+    with app.app_context():  # a title the reader may not see is not shown through a reference either
+        role = next(r for r in user("sales1").roles if r.key == "sales_rep")
+        set_field_rules(user("admin"), role.id, {("crm.customer", "name"): "masked"})
+        db.session.commit()
+    page = client.get("/crm/contacts").get_data(as_text=True)
+    assert "引用测试客户" not in page and f"#{found['mine'][0]}" in page
