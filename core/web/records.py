@@ -58,21 +58,43 @@ def input_kind(field: marshmallow.fields.Field) -> str:
 
 
 def form_fields(resource, user) -> list[dict]:
-    """The fields a form shows: writable ones, with read-only and masked ones disabled."""
+    """The fields a form shows: writable ones, with read-only and masked ones disabled.
+
+    A user field (an owner, an assignee) is a choice of the active users; a reference to another
+    resource's record is a text box taking its name, code or id, suggesting matches as one types
+    (``options``) from the records the user may read.
+    """
     rules = field_rules(resource, user)
+    people, targets = references.user_fields(resource), references.references_of(resource)
     shown = []
     for name, field in resource.schema._declared_fields.items():
         if field.dump_only or rules.get(name) == "hidden" or name in records.SYSTEM_FIELDS:
             continue
-        shown.append({"name": name, "label": field_label(resource, name), "kind": input_kind(field),
-                      "choices": field_choices(field), "required": field.required,
-                      "disabled": rules.get(name) in ("readonly", "masked")})
+        spec = {"name": name, "label": field_label(resource, name), "kind": input_kind(field),
+                "choices": field_choices(field), "required": field.required,
+                "disabled": rules.get(name) in ("readonly", "masked")}
+        if name in people:
+            spec.update(kind="select", choices=_active_users())
+        elif name in targets:
+            target = targets[name]
+            spec.update(kind="reference", options_url=url_for(
+                "records.options", plugin=target.plugin, plural=target.plural, box=name))
+        shown.append(spec)
     return shown
 
 
+def _active_users() -> list[tuple[int, str]]:
+    from core.org.models import User
+
+    return [(uid, f"{name} ({username})") for uid, name, username in db.session.execute(
+        select(User.id, User.display_name, User.username).where(User.active.is_(True)).order_by(User.display_name))]
+
+
 def _form_to_data(resource, user, form) -> dict:
-    """A submitted form as the dict the schema loads: empty text is ``None`` where allowed."""
-    data = {}
+    """A submitted form as the dict the schema loads: empty text is ``None`` where allowed, a
+    reference typed as a name or code is the id of the one record it names (else a field error)."""
+    data, errors = {}, {}
+    targets = references.references_of(resource)
     for spec in form_fields(resource, user):
         name = spec["name"]
         if spec["disabled"]:
@@ -93,8 +115,33 @@ def _form_to_data(resource, user, form) -> dict:
             elif field.required:
                 data[name] = value
             continue
+        if name in targets:
+            try:
+                found = references.find(targets[name], user, value)
+            except ValidationError as exc:
+                errors[name] = exc.fields["_lookup"]
+                continue
+            if found is None:
+                errors[name] = [_("Nothing called “%(value)s” was found.", value=value)]
+                continue
+            value = found
         data[name] = value
+    if errors:
+        raise ValidationError(_("Please correct the highlighted fields."), fields=errors)
     return data
+
+
+def _form_values(resource, row: dict) -> dict:
+    """A record's values as its form shows them: lists as ``a, b``, references by their title."""
+    titles = references.titles(resource, current_user, [row])
+    values = {}
+    for key, value in row.items():
+        if isinstance(value, list):
+            value = ", ".join(map(str, value))
+        elif type(value) is int and (key, value) in titles:
+            value = titles[(key, value)]
+        values[key] = value
+    return values
 
 
 def _names(resource, rows: list[dict]) -> dict:
@@ -265,11 +312,12 @@ def create(plugin: str, plural: str):
     resource = records.by_path(plugin, plural)
     if not can(current_user, resource.permission("create")):
         raise Forbidden(_("You do not have permission to do this."))
-    errors, values = {}, {}
+    errors = {}
+    values = {f["name"]: current_user.id for f in form_fields(resource, current_user)
+              if f["name"] == "owner_id" and not f["disabled"]}  # a new record is the creator's own
     if request.method == "POST":
-        data = _form_to_data(resource, current_user, request.form)
         try:
-            obj = records.create(resource, current_user, data)
+            obj = records.create(resource, current_user, _form_to_data(resource, current_user, request.form))
             db.session.commit()
             flash(_("Saved."), "success")
             return redirect(url_for("records.detail", plugin=plugin, plural=plural, record_id=obj.id))
@@ -281,17 +329,32 @@ def create(plugin: str, plural: str):
                            values=values, errors=errors, conflict=None, title=None), 422 if errors else 200
 
 
+@bp.get("/<name:plugin>/<name:plural>/options/<name:box>")
+@login_required
+def options(plugin: str, plural: str, box: str):
+    """``<option>``s for a reference box (``<datalist>``) being typed in: up to ten records of this
+    resource the user may read whose searched fields contain what the box named ``box`` holds."""
+    resource = records.by_path(plugin, plural)
+    text = request.args.get(box, "").strip()
+    rows = records.list_page(resource, current_user, {"q": text, "per_page": 10}).items if text else []
+    key = resource.natural_key
+    titled = field_rules(resource, current_user).get(resource.title_field) not in ("hidden", "masked")
+    choices = [{"value": resource.title_of(row) if titled else (row.get(key) if key and row.get(key) else row["id"]),
+                "hint": " · ".join(str(part) for part in (row.get(key) if key else None, f"#{row['id']}") if part)}
+               for row in rows]
+    return render_template("records/_options.html", choices=choices)
+
+
 @bp.route("/<name:plugin>/<name:plural>/<int:record_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit(plugin: str, plural: str, record_id: int):
     resource = records.by_path(plugin, plural)
     obj = records.get(resource, current_user, record_id, action="update")
     errors, conflict = {}, None
-    values = {k: ", ".join(map(str, v)) if isinstance(v, list) else v  # a list is typed as "a, b"
-              for k, v in records.dump(resource, current_user, obj).items()}
+    values = _form_values(resource, records.dump(resource, current_user, obj))
     if request.method == "POST":
-        data = _form_to_data(resource, current_user, request.form)
         try:
+            data = _form_to_data(resource, current_user, request.form)
             records.update(resource, current_user, record_id, data, version=request.form.get("version") or None)
             db.session.commit()
             flash(_("Saved."), "success")

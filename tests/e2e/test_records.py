@@ -89,3 +89,35 @@ def test_a_stale_edit_is_refused_and_offers_to_reload(page: Page, browser, live_
     expect(page.get_by_label("标题")).to_have_value("第二个窗口的版本")
     unexpected = [e for e in console.errors if "status of 409" not in e]
     assert unexpected == []
+
+
+def test_a_contacts_customer_is_picked_by_typing_its_name(app, page: Page, console, save_screenshot):
+    from sqlalchemy import select
+
+    from core import resources as records
+    from core.extensions import db
+    from core.org.models import User
+    from plugins.crm import creditcode
+
+    with app.app_context():
+        sales1 = db.session.scalar(select(User).where(User.username == "sales1"))
+        customer = records.get_resource("crm.customer")
+        picked = records.create(customer, sales1, {"name": "浏览器选择客户有限公司", "credit_code": creditcode.make(8701)})
+        records.create(customer, sales1, {"name": "另一家客户", "credit_code": creditcode.make(8702)})
+        db.session.commit()
+        picked_id, sales1_id = picked.id, sales1.id
+    page.goto("/crm/contacts/new")
+    log_in(page, "sales1", PASSWORD)
+    page.get_by_label("联系人姓名").fill("选择客户的联系人")
+    expect(page.get_by_label("负责人")).to_have_value(str(sales1_id))
+    box = page.get_by_label("客户", exact=True)
+    box.press_sequentially("浏览器", delay=30)
+    options = page.locator("#dl-customer_id option")
+    expect(options).to_have_count(1)
+    expect(options.first).to_have_attribute("value", "浏览器选择客户有限公司")
+    box.fill("浏览器选择客户有限公司")  # what choosing the suggestion puts in the box
+    load(page, page.get_by_role("button", name="保存", exact=True))
+    expect(page.get_by_role("heading", name="选择客户的联系人", exact=True)).to_be_visible()
+    link = page.get_by_role("main").get_by_role("link", name="浏览器选择客户有限公司")
+    expect(link).to_have_attribute("href", f"/crm/customers/{picked_id}")
+    save_screenshot(page, "contact-with-customer")

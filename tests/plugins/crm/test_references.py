@@ -87,3 +87,45 @@ def test_pages_show_a_referenced_record_by_its_title_linked_and_only_to_who_may_
         db.session.commit()
     page = client.get("/crm/contacts").get_data(as_text=True)
     assert "引用测试客户" not in page and f"#{found['mine'][0]}" in page
+
+
+def test_forms_take_a_reference_by_name_and_an_owner_from_a_list_of_people(app):
+    found = _customers(app)
+    client = login(app, "sales1")
+    with app.app_context():
+        sales1_id = user("sales1").id
+    form = client.get("/crm/contacts/new").get_data(as_text=True)
+    assert f'<option value="{sales1_id}" selected>张伟 (sales1)</option>' in form  # the creator owns a new record
+    assert 'name="customer_id" type="text"' in form and 'list="dl-customer_id"' in form
+
+    base = {"name": "表单联系人", "owner_id": str(sales1_id)}
+    for typed, message in (("同名客户", "Several records are called"), ("别人的引用客户", "Nothing called"),
+                           ("不存在的客户", "Nothing called")):
+        with app.app_context(), force_locale("zh_CN"):
+            expected = gettext("Several records are called “%(value)s”: give the code or the ID instead.", value=typed) \
+                if message.startswith("Several") else gettext("Nothing called “%(value)s” was found.", value=typed)
+        response = client.post("/crm/contacts/new", {**base, "customer_id": typed})
+        page = response.get_data(as_text=True)
+        assert response.status_code == 422 and expected in page and f'value="{typed}"' in page  # typed text kept
+    response = client.post("/crm/contacts/new", {**base, "customer_id": "引用测试客户"})
+    assert response.status_code == 302
+    contact_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    with app.app_context():
+        assert db.session.get(Contact, contact_id).customer_id == found["mine"][0]
+    edit = client.get(f"/crm/contacts/{contact_id}/edit").get_data(as_text=True)
+    assert 'name="customer_id" type="text"' in edit and 'value="引用测试客户"' in edit
+    response = client.post(f"/crm/contacts/{contact_id}/edit", {**base, "version": "1", "customer_id": found["twin1"][2]})
+    assert response.status_code == 302
+    with app.app_context():
+        assert db.session.get(Contact, contact_id).customer_id == found["twin1"][0]
+
+
+def test_a_reference_box_suggests_only_records_the_user_may_read(app):
+    found = _customers(app)
+    client = login(app, "sales1")
+    options = client.get("/crm/customers/options/customer_id?customer_id=客户").get_data(as_text=True)
+    assert '<option value="引用测试客户">' in options and f"#{found['mine'][0]}" in options
+    assert options.count('<option value="同名客户">') == 2 and found["twin2"][2] in options  # told apart by code
+    assert "别人的引用客户" not in options
+    assert client.get("/crm/customers/options/customer_id").get_data(as_text=True).strip() == ""
+    assert login(app, "sales2").get("/crm/customers/options/x?x=引用测试").get_data(as_text=True).strip() == ""
