@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import marshmallow
 from flask import current_app
-from flask_babel import gettext as _
+from flask_babel import gettext as _, lazy_gettext as _l
 from sqlalchemy import (BigInteger, Date, DateTime, Integer, Numeric, SmallInteger, String, Text, TypeDecorator, and_, func,
                         inspect as sa_inspect, or_, select)
 from sqlalchemy.exc import IntegrityError
@@ -132,6 +132,20 @@ class DetailLink:
     label: object
     endpoint: str
     permission: str | None = None
+
+
+#: Labels of the fields the core manages, for any resource whose schema shows them without one.
+_SYSTEM_LABELS = {"id": "ID", "owner_id": _l("Owner"), "department_id": _l("Department"), "created_at": _l("Created"),
+                  "updated_at": _l("Updated"), "version": _l("Version"), "custom": _l("Custom fields")}
+
+
+def field_label(resource: Resource, name: str) -> str:
+    """A field's label in the current language (``metadata={"label": _l(...)}``), else a known name, else the name."""
+    field = resource.schema._declared_fields.get(name)
+    text = field.metadata.get("label") if field is not None else None
+    if text:
+        return str(text)
+    return str(_SYSTEM_LABELS.get(name, name))
 
 
 def get_resource(key: str) -> Resource:

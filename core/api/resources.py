@@ -13,6 +13,8 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from core import audit, resources as records, xlsx
+from core.display import Reading
+from core.imports import service as imports
 from core.api import bp
 from core.api.helpers import envelope, json_body
 from core.errors import ValidationError
@@ -106,28 +108,56 @@ def _printable(args) -> dict:
     return {k.replace("\x00", ""): v.replace("\x00", "") for k, v in args.items()}
 
 
+#: Fields a list export puts after the record's own (the schema may declare them first).
+_KEPT_BY_THE_SYSTEM = ("owner_id", "department_id", "created_at", "updated_at")
+
+
+def _export_fields(resource, user) -> list[str]:
+    """The fields a list export has: every one the user may see but the version counter, the id
+    first and the owner, department and times last."""
+    fields = [f for f in records.visible_fields(resource, user) if f != "version"]
+    last = [f for f in _KEPT_BY_THE_SYSTEM if f in fields]
+    first = ["id"] if "id" in fields else []
+    return first + [f for f in fields if f not in first and f not in last] + last
+
+
+def _people_rows(resource, user, query, fields):
+    """Batches of the list's rows as people read them (``core.display.Reading``: names, labels,
+    local times), which the import reads back."""
+    reading = Reading(resource, user)
+    for batch in records.dumped_batches(resource, user, query, EXPORT_BATCH):
+        reading.read(batch)
+        text = reading.text
+        yield [[text(f, row.get(f)) for f in fields] for row in batch]
+
+
+def _csv_cell(value):
+    """A CSV cell: empty for none; text Excel would run as a formula quoted (``imports.safe_csv``)."""
+    if value is None:
+        return ""
+    return imports.safe_csv(value) if type(value) is str else value
+
+
 @bp.get("/<name:plugin>/<name:plural>/export.csv")
 @login_required
 def resource_export(plugin: str, plural: str):
-    """The current filtered list as CSV, streamed in batches, as the user may see it; audited."""
-    from core.imports import service as imports
-
+    """The current filtered list as CSV, streamed in batches, as the user may see it and reads it
+    (headers in their language, names and labels for ids and codes, local times); audited."""
     resource = records.by_path(plugin, plural)
     query = records.list_query(resource, current_user, request.args, action="export")
     audit.record("export", resource=resource.key, summary=str(resource.label_plural),
                  changes={"filters": _printable(request.args)}, actor=current_user)
     db.session.commit()
     user = current_user._get_current_object()
-    fields = records.visible_fields(resource, user)
+    fields = _export_fields(resource, user)
 
     def rows():
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         buffer.write("\ufeff")  # a BOM so that Excel opens UTF-8 Chinese text correctly
-        writer.writerow(fields)
-        for batch in records.dumped_batches(resource, user, query, EXPORT_BATCH):
-            for row in batch:
-                writer.writerow(["" if row.get(f) is None else imports.export_value(row.get(f)) for f in fields])
+        writer.writerow([imports.label(resource, f) for f in fields])
+        for batch in _people_rows(resource, user, query, fields):
+            writer.writerows([_csv_cell(v) for v in row] for row in batch)
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
@@ -141,7 +171,7 @@ def resource_export(plugin: str, plural: str):
 @bp.get("/<name:plugin>/<name:plural>/export.xlsx")
 @login_required
 def resource_export_xlsx(plugin: str, plural: str):
-    """The current filtered list as XLSX (headers in the user's language), as the user may see it; audited.
+    """The current filtered list as XLSX, as the user may see it and reads it (as the CSV); audited.
 
     Rows go from the database in batches into the workbook (``core.xlsx``), which is written to a
     temporary file: memory stays flat however long the list is, and the file is then streamed.
@@ -149,8 +179,6 @@ def resource_export_xlsx(plugin: str, plural: str):
     import tempfile
 
     from flask import send_file
-
-    from core.imports import service as imports
 
     resource = records.by_path(plugin, plural)
     query = records.list_query(resource, current_user, request.args, action="export")
@@ -160,16 +188,12 @@ def resource_export_xlsx(plugin: str, plural: str):
                  changes={"filters": _printable(request.args), "format": "xlsx"}, actor=current_user)
     db.session.commit()
     user = current_user._get_current_object()
-    fields = records.visible_fields(resource, user)
-
-    def rows():
-        for batch in records.dumped_batches(resource, user, query, EXPORT_BATCH):
-            for row in batch:
-                yield [row.get(f) for f in fields]
+    fields = _export_fields(resource, user)
+    rows = (row for batch in _people_rows(resource, user, query, fields) for row in batch)
 
     spool = tempfile.TemporaryFile()
     try:
-        imports.write_xlsx(spool, [imports.label(resource, f) for f in fields], rows())
+        imports.write_xlsx(spool, [imports.label(resource, f) for f in fields], rows)
     except BaseException:
         spool.close()
         raise

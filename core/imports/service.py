@@ -38,7 +38,7 @@ from types import SimpleNamespace
 
 import marshmallow
 from flask import current_app
-from flask_babel import force_locale, gettext as _, lazy_gettext as _l
+from flask_babel import force_locale, gettext as _
 from sqlalchemy import exc as sa_exc, func, insert, or_, select, update
 
 from core import audit, clock, references, resources as records, xlsx
@@ -54,9 +54,6 @@ from core.readers import row_reader
 __all__ = ["Import", "preview", "check", "apply", "write", "fail", "undo", "read", "count_rows", "background_rows", "get_import", "rejects_csv", "template", "write_xlsx", "label",
            "importable_fields", "parse", "require_import"]
 
-#: Labels of the fields the core manages (the same msgids the record pages use).
-_SYSTEM_LABELS = {"id": "ID", "owner_id": _l("Owner"), "department_id": _l("Department"), "created_at": _l("Created"),
-                  "updated_at": _l("Updated"), "version": _l("Version")}
 _YES = {"是", "yes", "y", "true", "1", "√", "✓"}
 _NO = {"否", "no", "n", "false", "0", ""}
 #: Bad rows whose messages a dry run keeps (it counts them all).
@@ -67,12 +64,8 @@ MAX_ERROR_ROWS = 1000
 
 
 def label(resource, name: str) -> str:
-    """A field's label in the current language (``metadata={"label": ...}``), else a known name."""
-    field = resource.schema._declared_fields.get(name)
-    text = field.metadata.get("label") if field is not None else None
-    if text:
-        return str(text)
-    return str(_SYSTEM_LABELS.get(name, name))
+    """A field's label in the current language (``records.field_label``)."""
+    return records.field_label(resource, name)
 
 
 def importable_fields(resource, user) -> list[str]:
@@ -890,11 +883,11 @@ def rejects_csv(imp: Import) -> str:
     writer = csv.writer(buffer)
     writer.writerow([*imp.headers, _("Reason for rejection")])
     for reject in imp.rejects:
-        writer.writerow([*(_safe_csv(c) for c in reject["cells"]), reject["reason"]])
+        writer.writerow([*(safe_csv(c) for c in reject["cells"]), reject["reason"]])
     return buffer.getvalue()
 
 
-def _safe_csv(text: str) -> str:
+def safe_csv(text: str) -> str:
     """A cell Excel will not run as a formula (CSV injection)."""
     return "'" + text if text[:1] in ("=", "+", "-", "@") and not _is_number(text) else text
 

@@ -18,6 +18,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from core import audit, references, resources as records
+from core.display import Reading
 from core.errors import BusinessRuleError, Conflict, Forbidden, ValidationError
 from core.extensions import db
 from core.permissions import can, scope_filter
@@ -28,14 +29,7 @@ from core.schemas import choices as field_choices, list_from_text
 bp = Blueprint("records", __name__)
 
 
-def field_label(resource, name: str) -> str:
-    """The label a schema field declares (``metadata={"label": _l(...)}``), else its name."""
-    field = resource.schema._declared_fields.get(name)
-    label = field.metadata.get("label") if field is not None else None
-    if label:
-        return str(label)
-    return {"id": "ID", "owner_id": _("Owner"), "department_id": _("Department"), "created_at": _("Created"),
-            "updated_at": _("Updated"), "version": _("Version")}.get(name, name)
+field_label = records.field_label
 
 
 def input_kind(field: marshmallow.fields.Field) -> str:
@@ -144,53 +138,30 @@ def _form_values(resource, row: dict) -> dict:
     return values
 
 
-def _names(resource, rows: list[dict]) -> dict:
-    """Display names of the users, departments and records ``rows`` refer to: a query a kind, not one a row."""
-    from core.org.models import Department, User
-
-    people, units = references.user_fields(resource), references.department_fields(resource)
-    user_ids = {r[f] for r in rows for f in people if r.get(f)}
-    department_ids = {r[f] for r in rows for f in units if r.get(f)}
-    names = {}
-    if user_ids:
-        for uid, name in db.session.execute(select(User.id, User.display_name).where(User.id.in_(user_ids))):
-            names[("user", uid)] = name
-    if department_ids:
-        for did, name in db.session.execute(select(Department.id, Department.name).where(Department.id.in_(department_ids))):
-            names[("department", did)] = name
-    return names
-
-
 def _displayer(resource, rows: list[dict]):
-    """``display(value, field, link=True)`` for a page: names for users and departments, titles
-    (linked to their page) for other records, labels for choices, times in the reader's time zone,
-    Yes/No, amounts with separators."""
-    names = _names(resource, rows)
-    titles = references.titles(resource, current_user, rows)
-    targets = references.references_of(resource)
-    kinds = {**{f: "user" for f in references.user_fields(resource)},
-             **{f: "department" for f in references.department_fields(resource)}}
-    declared = resource.schema._declared_fields
-    choices = {name: dict(found) for name, f in declared.items() if (found := field_choices(f))}
-    times = {name for name, f in declared.items() if isinstance(f, marshmallow.fields.DateTime)}
+    """``display(value, field, link=True)`` for a page: what ``core.display.Reading`` reads, with
+    referenced records linked to their page and times in the reader's locale."""
+    reading = Reading(resource, current_user)
+    reading.read(rows)
 
     def display(value, field=None, link=True):
         if value is None:
             return value
-        if field in kinds:
-            return names.get((kinds[field], value), value)
-        if field in targets:
-            title = titles.get((field, value))
+        if field in reading.kinds:
+            found = reading.name(field, value)
+            return found if found is not None else value
+        if field in reading.targets:
+            title = reading.name(field, value)
             if title is None:
                 return f"#{value}"
             if not link:
                 return title
-            target = targets[field]
+            target = reading.targets[field]
             url = url_for("records.detail", plugin=target.plugin, plural=target.plural, record_id=value)
             return Markup('<a href="{}">{}</a>').format(url, title)
-        if field in choices:
-            return choices[field].get(value, value)
-        if field in times and isinstance(value, str):
+        if field in reading.choices:
+            return reading.choices[field].get(value, value)
+        if field in reading.times and isinstance(value, str):
             try:
                 return format_datetime(datetime.fromisoformat(value), "short")
             except ValueError:
@@ -236,7 +207,7 @@ def list_page(plugin: str, plural: str):
     pages = max(1, -(-page.total // page.per_page))
     return render_template(
         "records/list.html", resource=resource, columns=columns, rows=rows, page=page, pages=pages,
-        params=params, filters=filters, all_columns=[(f, field_label(resource, f)) for f in visible],
+        params=params, filters=filters, all_columns=[(f, field_label(resource, f)) for f in _choosable(resource, visible)],
         can_create=can(current_user, resource.permission("create")),
         can_export=can(current_user, resource.permission("export")), display=_displayer(resource, rows),
         can_import=can(current_user, resource.permission("import")),
@@ -258,6 +229,12 @@ def _filter_params(resource, args) -> dict:
             value = day + ("T00:00:00" if op == "gte" else "T23:59:59.999999")
         params[key] = value
     return params
+
+
+def _choosable(resource, visible: list[str]) -> list[str]:
+    """The fields a list may show as a column: not the version counter, nor a field of many values (``custom``)."""
+    declared = resource.schema._declared_fields
+    return [f for f in visible if f != "version" and not isinstance(declared.get(f), marshmallow.fields.Dict)]
 
 
 def _columns(resource, visible: list[str]) -> list[str]:

@@ -72,6 +72,22 @@ def test_the_filter_form_sent_with_blank_boxes_filters_nothing_and_a_day_bound_c
     assert "今天的记录" not in text(rep.get(f"{LIST}?updated_at__lte=2000-01-01"))
 
 
+def test_a_page_past_the_last_says_so_and_links_back_to_the_first(company):
+    rep = login(company, "sales1")
+    add_note(rep, "唯一便签")
+    past = text(rep.get(f"{LIST}?page=99&q=唯一"))
+    assert "已超出最后一页" in past and "暂无数据" not in past
+    assert re.search(r'<a href="/notes/notes\?q=%E5%94%AF%E4%B8%80&(amp;)?page=1">返回第一页</a>', past), past
+    assert "暂无数据" in text(rep.get(f"{LIST}?q=没有这个"))
+
+
+def test_the_columns_offered_leave_out_the_version_and_the_custom_fields(company):
+    page = text(login(company, "sales1").get("/crm/customers"))
+    offered = re.findall(r'name="columns" value="([^"]+)"', page)
+    assert "name" in offered and "owner_id" in offered
+    assert "version" not in offered and "custom" not in offered
+
+
 def test_chosen_columns_are_remembered_per_user(company):
     rep = login(company, "sales1")
     add_note(rep, "列设置")
