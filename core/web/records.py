@@ -166,6 +166,11 @@ def _displayer(resource, rows: list[dict]):
                 return format_datetime(datetime.fromisoformat(value), "short")
             except ValueError:
                 return value  # a masked value
+        if field in reading.amounts and isinstance(value, str):
+            try:
+                value = Decimal(value)  # shown with separators, as an amount
+            except ArithmeticError:
+                return value  # a masked value
         return _display(value)
 
     return display
@@ -200,7 +205,9 @@ def list_page(plugin: str, plural: str):
         page = records.Page(items=[], total=0, page=1, per_page=current_app.config["YITI"]["PAGE_SIZE"])
         errors = exc.fields or {"_form": [exc.message]}
     rows = page.items
-    filters = [{"name": f, "label": field_label(resource, f), "kind": records.column_kind(resource, f)}
+    declared = resource.schema._declared_fields
+    filters = [{"name": f, "label": field_label(resource, f), "kind": records.column_kind(resource, f),
+                "choices": field_choices(declared[f]) if f in declared else []}
                for f in resource.filters if f in visible and f not in references.user_fields(resource)
                and f not in references.department_fields(resource) and f not in references.references_of(resource)
                and field_rules(resource, current_user).get(f) != "masked"]
