@@ -74,7 +74,7 @@ def form_fields(resource, user) -> list[dict]:
             spec.update(kind="reference", options_url=url_for(
                 "records.options", plugin=target.plugin, plural=target.plural, box=name))
         shown.append(spec)
-    return shown
+    return sorted(shown, key=lambda spec: spec["name"] == "owner_id")  # the record's own fields first
 
 
 def _active_users() -> list[tuple[int, str]]:
