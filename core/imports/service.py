@@ -379,6 +379,8 @@ class _Run:
         self.unique = _unique_sets(resource.model)
         self.schema = resource.schema()
         self.keys, self.departments = {}, {}
+        #: Natural keys of the records a dry run's earlier rows created (and rolled back).
+        self.created = set()
 
     def key(self, data: dict):
         """``_key_value`` of ``data``, each distinct text read once per chunk (a key field may check a checksum)."""
@@ -494,7 +496,28 @@ def _part(run: _Run, rows: list, keep: bool) -> list:
                 results[i] = _in_savepoint(lambda: _update(resource, user, record_id, datas[i]), keep)
     for i, result in zip(inserts, _insert(run, [datas[i] for i in inserts], keep)):
         results[i] = result
+    if not keep:
+        _as_after_earlier_rows(run, [datas[i] for i in inserts], inserts, results)
     return results
+
+
+def _as_after_earlier_rows(run: _Run, datas: list, inserts: list, results: list) -> None:
+    """A dry run rolls each part back, so a row repeating the natural key of a record an earlier row
+    of the file creates was tried as new: count it as what the apply makes of it. That is an update
+    of that record when the user may update, else (the key being unique) a row the database refuses."""
+    name = run.resource.natural_key
+    if not name:
+        return
+    for i, data in zip(inserts, datas):
+        key = run.key(data)
+        if key is None or not isinstance(results[i], tuple):
+            continue
+        if key not in run.created:
+            run.created.add(key)
+        elif run.updates:
+            results[i] = ("update", *results[i][1:])
+        elif (name,) in run.unique:
+            results[i] = Conflict(_("This clashes with an existing record: a value that must be unique is already used."))
 
 
 def _insert(run: _Run, datas: list, keep: bool) -> list:

@@ -84,7 +84,8 @@ def test_rows_of_one_file_with_the_same_natural_key_behave_as_one_after_the_othe
     import_id = preview_id(upload(client, "notes.csv", csv_bytes(rows)))
     with app.app_context():
         imp = db.session.get(Import, import_id)
-        assert (imp.to_insert, imp.to_update, imp.rejected) == (4, 0, 0)  # the dry run keeps nothing between rows
+        # The dry run keeps nothing between rows, yet counts a repeated title as the update the apply makes.
+        assert (imp.to_insert, imp.to_update, imp.rejected) == (2, 2, 0)
     client.post(f"/imports/{import_id}/apply")
     with app.app_context():
         imp = db.session.get(Import, import_id)

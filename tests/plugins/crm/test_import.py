@@ -205,3 +205,29 @@ def test_customers_written_as_plain_rows_are_the_records_the_orm_path_writes(app
     plain, orm = _written(app, plain_changes), _written(app, orm_changes)
     assert plain == orm
     assert plain[0][2]["tags"] == ["重点", "VIP"] and plain[0][2]["owner_id"] == plain[1][2]["owner_id"]
+
+
+@pytest.mark.parametrize("may_update", [True, False])
+def test_a_credit_code_repeated_in_one_file_previews_as_it_applies(app, may_update):
+    _grant_import(app)
+    if not may_update:  # sales1 may create and import customers, not change them
+        with app.app_context():
+            importer = next(r for r in user("sales1").roles if r.key == "importer")
+            set_grants(user("admin"), importer.id, {"crm.customer.import": "own", "crm.customer.create": "own",
+                                                    "crm.customer.read": "own"})
+            user("sales1").roles = [importer]
+            db.session.commit()
+    code = creditcode.make(8900)
+    rows = [["客户名称", "统一社会信用代码", "客户等级"], ["重复代码客户", code, "A"], ["重复代码客户（新名）", code, "B"]]
+    client = login(app, "sales1")
+    import_id = preview_id(_upload(client, rows))
+    with app.app_context():
+        imp = db.session.get(Import, import_id)
+        previewed = (imp.to_insert, imp.to_update, imp.rejected)
+    client.post(f"/imports/{import_id}/apply")
+    with app.app_context():
+        imp = db.session.get(Import, import_id)
+        applied = (imp.inserted, imp.updated, imp.rejected)
+        stored = db.session.execute(select(Customer.name, Customer.level).where(Customer.credit_code == code)).all()
+    assert previewed == applied == ((1, 1, 0) if may_update else (1, 0, 1))
+    assert stored == ([("重复代码客户（新名）", "B")] if may_update else [("重复代码客户", "A")])
