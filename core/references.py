@@ -11,6 +11,8 @@ says the id instead.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask_babel import gettext as _
 from sqlalchemy import inspect as sa_inspect, or_, select
 
@@ -19,7 +21,7 @@ from core.extensions import db
 from core.permissions import scope_filter
 from core.permissions.fields import field_rules
 
-__all__ = ["references_of", "user_fields", "department_fields", "titles", "find"]
+__all__ = ["references_of", "user_fields", "department_fields", "titles", "find", "Related", "referring"]
 
 
 def _targets(resource) -> dict:
@@ -97,3 +99,38 @@ def find(target, user, text: str) -> int | None:
         raise ValidationError(_("Please correct the highlighted fields."), fields={"_lookup": [
             _("Several records are called “%(value)s”: give the code or the ID instead.", value=text)]})
     return ids[0] if ids else None
+
+
+@dataclass
+class Related:
+    """The records of ``resource`` whose ``field`` refers to one record: the newest ``rows`` (dumped
+    as the reader may see them) of ``total``."""
+
+    resource: object
+    field: str
+    rows: list
+    total: int
+
+
+def referring(resource, user, record_id: int, limit: int = 5) -> list[Related]:
+    """For each field of a registered resource that refers to ``resource``: the records ``user`` may
+    read that refer to record ``record_id`` (a customer's contacts, opportunities, tickets...).
+    Two queries a field (the newest ``limit`` and the count), in the reader's scope; fields with
+    none are left out."""
+    from core import resources as records
+    from core.permissions import can
+    from core.registry import resources
+
+    found = []
+    for other in resources().values():
+        if not can(user, other.permission("read")):
+            continue
+        for name, target in references_of(other).items():
+            if target.key != resource.key:
+                continue
+            query = records.scoped(other, user).where(getattr(other.model, name) == record_id)
+            total = records.count(query)
+            if total:
+                rows = records.dumped(other, user, query.order_by(other.model.id.desc()).limit(limit))
+                found.append(Related(resource=other, field=name, rows=rows, total=total))
+    return found

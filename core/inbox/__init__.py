@@ -24,7 +24,7 @@ from core.extensions import db
 from core.inbox.models import KINDS, STATUSES, Todo
 
 __all__ = ["KINDS", "STATUSES", "Todo", "upsert", "close", "open_count", "tab_counts", "items", "overdue",
-           "get_for", "complete"]
+           "get_for", "complete", "about"]
 
 #: The kinds a person completes by hand; approval items are closed by the approval engine.
 MANUAL_KINDS = ("task", "cc", "reminder", "mention")
@@ -180,6 +180,14 @@ def overdue(plugin: str | None = None, kind: str | None = None, limit: int = 100
     if kind:
         query = query.where(Todo.kind == kind)
     return list(db.session.scalars(query.order_by(Todo.due_at, Todo.id).limit(limit)))
+
+
+def about(subject_type: str, subject_id: int, limit: int = 20) -> list[Todo]:
+    """The open items about one record (``subject_type`` is its resource's key), whoever they are for,
+    soonest due first: what its page shows as waiting on someone."""
+    return list(db.session.scalars(select(Todo).where(
+        Todo.subject_type == subject_type, Todo.subject_id == subject_id, Todo.status == "open")
+        .order_by(Todo.due_at.is_(None), Todo.due_at, Todo.id).limit(limit)))
 
 
 def get_for(user, todo_id: int) -> Todo:

@@ -17,7 +17,7 @@ from flask_babel import format_datetime, gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from core import audit, references, resources as records
+from core import audit, inbox, references, resources as records
 from core.display import Reading
 from core.errors import BusinessRuleError, Conflict, Forbidden, ValidationError
 from core.extensions import db
@@ -206,17 +206,24 @@ def list_page(plugin: str, plural: str):
         errors = exc.fields or {"_form": [exc.message]}
     rows = page.items
     declared = resource.schema._declared_fields
+    by_id = references.user_fields(resource) | references.department_fields(resource) | set(references.references_of(resource))
     filters = [{"name": f, "label": field_label(resource, f), "kind": records.column_kind(resource, f),
                 "choices": field_choices(declared[f]) if f in declared else []}
-               for f in resource.filters if f in visible and f not in references.user_fields(resource)
-               and f not in references.department_fields(resource) and f not in references.references_of(resource)
+               for f in resource.filters if f in visible and f not in by_id
                and field_rules(resource, current_user).get(f) != "masked"]
+    # A filter by a related record (a customer's contacts, from its page) has no box: it is shown
+    # by the record's name, kept when the form is sent, and can be taken off.
+    linked = {f: params[f] for f in resource.filters if f in by_id and f in params}
+    display = _displayer(resource, rows + [{f: int(v) for f, v in linked.items() if v.isdigit() and int(v) < 2**31}])
+    linked_filters = [{"name": f, "label": field_label(resource, f), "value": v,
+                       "text": display(int(v), f, False) if v.isdigit() and int(v) < 2**31 else v}
+                      for f, v in linked.items()]
     pages = max(1, -(-page.total // page.per_page))
     return render_template(
         "records/list.html", resource=resource, columns=columns, rows=rows, page=page, pages=pages,
         params=params, filters=filters, all_columns=[(f, field_label(resource, f)) for f in _choosable(resource, visible)],
         can_create=can(current_user, resource.permission("create")),
-        can_export=can(current_user, resource.permission("export")), display=_displayer(resource, rows),
+        can_export=can(current_user, resource.permission("export")), display=display, linked_filters=linked_filters,
         can_import=can(current_user, resource.permission("import")),
         label=lambda name: field_label(resource, name), errors=errors,
     ), 422 if errors else 200
@@ -272,11 +279,20 @@ def detail(plugin: str, plural: str, record_id: int):
     row = records.dump(resource, current_user, obj)
     may = {action: _may(resource, action, obj) for action in ("update", "delete")}
     history = audit.history(resource.key, obj.id, viewer=current_user)
+    related = references.referring(resource, current_user, obj.id)
+    todos = inbox.about(resource.key, obj.id)
     return render_template("records/detail.html", resource=resource, obj=obj, row=row, may=may, history=history,
                            title=resource.title_of(row), label=lambda name: field_label(resource, name),
                            display=_displayer(resource, [row]), tab=request.args.get("tab", "details"),
+                           related=related, todos=todos, assignees=_user_names({t.assignee_id for t in todos}),
                            links=[link for link in resource.detail_links
                                   if link.permission is None or can(current_user, link.permission)])
+
+
+def _user_names(ids: set) -> dict:
+    from core.org.models import User
+
+    return dict(db.session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all()) if ids else {}
 
 
 def _may(resource, action: str, obj) -> bool:

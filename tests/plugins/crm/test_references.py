@@ -129,3 +129,34 @@ def test_a_reference_box_suggests_only_records_the_user_may_read(app):
     assert "别人的引用客户" not in options
     assert client.get("/crm/customers/options/customer_id").get_data(as_text=True).strip() == ""
     assert login(app, "sales2").get("/crm/customers/options/x?x=引用测试").get_data(as_text=True).strip() == ""
+
+
+def test_a_records_page_lists_the_records_that_refer_to_it_and_what_waits_on_someone(app):
+    from core import inbox
+
+    found = _customers(app)
+    mine = found["mine"][0]
+    with app.app_context():
+        contact = records.get_resource("crm.contact")
+        for n in range(6):
+            records.create(contact, user("sales1"), {"name": f"相关联系人{n}", "customer_id": mine})
+        # sales2's contact on sales1's customer: outside sales1's contact scope, neither listed nor counted
+        records.create(contact, user("admin"), {"name": "别人的相关联系人", "customer_id": mine, "owner_id": user("sales2").id})
+        inbox.upsert("crm", f"test:{mine}", user("salesmgr"), "task", "核对客户资料", url=f"/crm/customers/{mine}",
+                     subject_type="crm.customer", subject_id=mine)
+        db.session.commit()
+    client = login(app, "sales1")
+    page = client.get(f"/crm/customers/{mine}").get_data(as_text=True)
+    section = page.split('id="related-heading"', 1)[1]
+    assert "相关联系人5" in section and "相关联系人0" not in section  # the newest five
+    assert '<span class="badge text-bg-light border">6</span>' in section and "别人的相关联系人" not in section
+    assert f'href="/crm/contacts?customer_id={mine}"' in section
+    waiting = page.split('id="todos-heading"', 1)[1]
+    assert "核对客户资料" in waiting and "李经理" in waiting
+
+    listed = client.get(f"/crm/contacts?customer_id={mine}").get_data(as_text=True)
+    assert "引用测试客户" in listed.split('<div class="table-responsive">')[0]  # the filter, by name
+    assert f'<input type="hidden" name="customer_id" value="{mine}">' in listed  # kept by the filter form
+    assert "相关联系人0" in listed and "别人的相关联系人" not in listed
+    other = client.get(f"/crm/contacts?customer_id={found['theirs'][0]}").get_data(as_text=True)
+    assert "别人的引用客户" not in other and f"#{found['theirs'][0]}" in other
