@@ -21,7 +21,7 @@ from core.extensions import db
 from core.permissions import scope_filter
 from core.permissions.fields import field_rules
 
-__all__ = ["references_of", "user_fields", "department_fields", "titles", "find", "Related", "referring"]
+__all__ = ["record_id", "references_of", "user_fields", "department_fields", "titles", "find", "Related", "referring"]
 
 
 def _targets(resource) -> dict:
@@ -58,9 +58,7 @@ def department_fields(resource) -> set[str]:
 
 def _title_column(target, user):
     """The column the reader may know ``target``'s records by, or ``None`` (hidden or masked for them)."""
-    if field_rules(target, user).get(target.title_field) in ("hidden", "masked"):
-        return None
-    return getattr(target.model, target.title_field, None)
+    return _known_by(target, user, target.title_field)
 
 
 def titles(resource, user, rows: list[dict]) -> dict:
@@ -77,21 +75,37 @@ def titles(resource, user, rows: list[dict]) -> dict:
     return names
 
 
+def record_id(text: str) -> int | None:
+    """``text`` as a record's id: plain ASCII digits (or ``#`` and digits, as pages and exports show
+    an id), within an INTEGER key; else ``None`` (``"²".isdigit()`` is true, yet no id)."""
+    digits = text[1:] if text.startswith("#") else text
+    if digits.isascii() and digits.isdigit() and len(digits) <= 10 and 0 < int(digits) < 2**31:
+        return int(digits)
+    return None
+
+
+def _known_by(target, user, name: str | None):
+    """``target``'s column ``name`` if the reader may match records by it (not hidden, not masked), else ``None``."""
+    if not name or field_rules(target, user).get(name) in ("hidden", "masked"):
+        return None
+    return getattr(target.model, name, None)
+
+
 def find(target, user, text: str) -> int | None:
-    """The id of the one record of ``target`` ``user`` may read that ``text`` names: by its natural
-    key, its title or (all digits) its id. ``None``: none does. Several: a ``ValidationError``."""
+    """The id of the one record of ``target`` ``user`` may read that ``text`` names: by its id
+    (``42`` or ``#42``), its natural key or its title, the last two only where the reader may see
+    them. ``None``: none does. Several: a ``ValidationError``."""
     text = text.strip()
+    if "\x00" in text:
+        return None
     model, scope = target.model, scope_filter(target, "read", user)
-    if text.isdigit() and 0 < int(text) < 2**31:
-        found = db.session.scalar(select(model.id).where(model.id == int(text), scope))
+    number = record_id(text)
+    if number is not None:
+        found = db.session.scalar(select(model.id).where(model.id == number, scope))
         if found is not None:
             return found
-    matches = []
-    if target.natural_key:
-        matches.append(getattr(model, target.natural_key) == text)
-    column = _title_column(target, user)
-    if column is not None:
-        matches.append(column == text)
+    matches = [column == text for column in (_known_by(target, user, target.natural_key),
+                                             _known_by(target, user, target.title_field)) if column is not None]
     if not matches:
         return None
     ids = db.session.scalars(select(model.id).where(or_(*matches), scope).limit(2)).all()

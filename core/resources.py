@@ -545,7 +545,8 @@ def new_rows(resource: Resource, user, cleans: list[dict], departments: dict | N
     """The column values of the records ``new_record`` would make of ``cleans``, every column filled
     (the model's defaults taken as the ``INSERT`` would take them), keyed by attribute;
     ``None`` when that cannot be known ahead of the ``INSERT`` (a column the database fills itself)
-    or a record would do more than hold them (the model has an ORM ``@validates`` hook).
+    or a record would do more than hold them (an ORM ``@validates`` hook, an insert listener, a
+    constructor of its own, a value that is not a column).
 
     ``departments`` (one import's) remembers each owner's department, so each costs one query.
     """
@@ -553,10 +554,15 @@ def new_rows(resource: Resource, user, cleans: list[dict], departments: dict | N
     if plan is None:
         return None
     attributes, defaults = plan
+    if any(not set(clean) <= set(attributes) for clean in cleans):
+        return None  # a value the model takes other than as a column (a property, a relationship)
     departments = {} if departments is None else departments
     rows = []
     for clean in cleans:
-        row = {name: value(None) if callable(value) else value for name, value in defaults.items() if name not in clean}
+        try:
+            row = {name: value(None) if callable(value) else value for name, value in defaults.items() if name not in clean}
+        except (AttributeError, TypeError):
+            return None  # a default that reads the statement being executed: only the INSERT knows
         row.update(clean)
         if "owner_id" in attributes and row.get("owner_id") is None:
             row["owner_id"] = user.id
@@ -576,8 +582,10 @@ def _row_plan(model) -> tuple[tuple[str, ...], dict] | None:
     """``(attributes, {attribute: default})`` of ``model``'s columns, or ``None`` when a column has a
     database-side default or a default that is not a plain value or function (its value unknown here)."""
     mapper = sa_inspect(model)
-    if mapper.validators:
-        return None  # an ORM ``@validates`` hook runs only as a record is built
+    if mapper.validators or mapper.dispatch.before_insert or mapper.dispatch.after_insert:
+        return None  # an ORM ``@validates`` hook or insert listener runs only for a record
+    if mapper.class_manager.original_init is not db.Model.__init__:
+        return None  # a constructor of its own
     attributes, defaults = [], {}
     for prop in mapper.column_attrs:
         if len(prop.columns) != 1:

@@ -242,8 +242,8 @@ def _user_by_name(text: str, user):
     """A user's id from a file (an owner, an assignee): a username or a display name (or the id itself)."""
     from core.org.models import User
 
-    if text.isdigit():
-        return int(text)
+    if (number := references.record_id(text)) is not None:
+        return number
     ids = db.session.scalars(select(User.id).where(or_(User.username == text, User.display_name == text)).limit(2)).all()
     return ids[0] if len(ids) == 1 else None
 
@@ -704,8 +704,8 @@ def check(imp: Import, resource, user, progress=None) -> Import:
 
 def get_import(import_id, user) -> Import:
     """The import ``user`` made (an administrator sees every one); otherwise ``NotFound``."""
-    valid = str(import_id).isdigit() and 0 < int(import_id) < 2**31  # an INTEGER key: larger ids cannot exist
-    imp = db.session.get(Import, int(import_id)) if valid else None
+    number = references.record_id(str(import_id))  # an INTEGER key: larger ids cannot exist
+    imp = db.session.get(Import, number) if number is not None else None
     if imp is None or (imp.user_id != user.id and not user.is_admin):
         raise NotFound(_("Not found."))
     records.get_resource(imp.resource)  # its plugin may have been disabled since

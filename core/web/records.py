@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import marshmallow
 from markupsafe import Markup
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import format_datetime, gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
@@ -78,10 +78,28 @@ def form_fields(resource, user) -> list[dict]:
 
 
 def _active_users() -> list[tuple[int, str]]:
+    """``[(id, "name (username)")]`` of the active users, read once a request."""
     from core.org.models import User
 
-    return [(uid, f"{name} ({username})") for uid, name, username in db.session.execute(
-        select(User.id, User.display_name, User.username).where(User.active.is_(True)).order_by(User.display_name))]
+    if "active_users" not in g:
+        g.active_users = [(uid, f"{name} ({username})") for uid, name, username in db.session.execute(
+            select(User.id, User.display_name, User.username).where(User.active.is_(True)).order_by(User.display_name))]
+    return g.active_users
+
+
+def _keeping_current(resource, fields: list[dict], values: dict) -> list[dict]:
+    """``fields`` with each user choice also offering the user it holds now (one deactivated since
+    is still the owner: the form must not quietly empty the field)."""
+    from core.org.models import User
+
+    people = references.user_fields(resource)
+    for spec in fields:
+        current = values.get(spec["name"])
+        if spec["name"] in people and type(current) is int and all(c != current for c, _t in spec["choices"]):
+            user = db.session.get(User, current)
+            if user is not None:
+                spec["choices"] = [*spec["choices"], (user.id, f"{user.display_name} ({user.username})")]
+    return fields
 
 
 def _form_to_data(resource, user, form) -> dict:
@@ -109,6 +127,8 @@ def _form_to_data(resource, user, form) -> dict:
             elif field.required:
                 data[name] = value
             continue
+        if name in targets and value == form.get(f"{name}__shown", "").strip():
+            continue  # the record shown when the form was opened, left as it was: not looked up again
         if name in targets:
             try:
                 found = references.find(targets[name], user, value)
@@ -126,14 +146,18 @@ def _form_to_data(resource, user, form) -> dict:
 
 
 def _form_values(resource, row: dict) -> dict:
-    """A record's values as its form shows them: lists as ``a, b``, references by their title."""
+    """A record's values as its form shows them: lists as ``a, b``; a reference by its title (``#id``
+    when the reader may not know it by name), with what was shown kept (``<field>__shown``) so
+    that a box left as it was keeps its record without being looked up again."""
     titles = references.titles(resource, current_user, [row])
+    targets = references.references_of(resource)
     values = {}
     for key, value in row.items():
         if isinstance(value, list):
             value = ", ".join(map(str, value))
-        elif type(value) is int and (key, value) in titles:
-            value = titles[(key, value)]
+        elif key in targets and type(value) is int:
+            value = titles.get((key, value), f"#{value}")
+            values[f"{key}__shown"] = value
         values[key] = value
     return values
 
@@ -214,10 +238,10 @@ def list_page(plugin: str, plural: str):
     # A filter by a related record (a customer's contacts, from its page) has no box: it is shown
     # by the record's name, kept when the form is sent, and can be taken off.
     linked = {f: params[f] for f in resource.filters if f in by_id and f in params}
-    display = _displayer(resource, rows + [{f: int(v) for f, v in linked.items() if v.isdigit() and int(v) < 2**31}])
+    ids = {f: references.record_id(v) for f, v in linked.items()}
+    display = _displayer(resource, rows + [{f: i for f, i in ids.items() if i is not None}])
     linked_filters = [{"name": f, "label": field_label(resource, f), "value": v,
-                       "text": display(int(v), f, False) if v.isdigit() and int(v) < 2**31 else v}
-                      for f, v in linked.items()]
+                       "text": display(ids[f], f, False) if ids[f] is not None else v} for f, v in linked.items()]
     pages = max(1, -(-page.total // page.per_page))
     return render_template(
         "records/list.html", resource=resource, columns=columns, rows=rows, page=page, pages=pages,
@@ -336,7 +360,8 @@ def options(plugin: str, plural: str, box: str):
     resource the user may read whose searched fields contain what the box named ``box`` holds."""
     resource = records.by_path(plugin, plural)
     text = request.args.get(box, "").strip()
-    rows = records.list_page(resource, current_user, {"q": text, "per_page": 10}).items if text else []
+    rows = records.dumped(resource, current_user, records.list_query(resource, current_user, {"q": text}).limit(10)) \
+        if text else []  # no count: a box asks at every pause in typing
     key = resource.natural_key
     titled = field_rules(resource, current_user).get(resource.title_field) not in ("hidden", "masked")
     choices = [{"value": resource.title_of(row) if titled else (row.get(key) if key and row.get(key) else row["id"]),
@@ -368,7 +393,9 @@ def edit(plugin: str, plural: str, record_id: int):
             errors = exc.fields or {"_form": [exc.message]}
             values = request.form.to_dict()
     status = 409 if conflict else 422 if errors else 200
-    return render_template("records/form.html", resource=resource, obj=obj, fields=form_fields(resource, current_user),
+    fields = _keeping_current(resource, form_fields(resource, current_user), _form_values(resource, records.dump(
+        resource, current_user, obj)))
+    return render_template("records/form.html", resource=resource, obj=obj, fields=fields,
                            values=values, errors=errors, conflict=conflict,
                            title=resource.title_of(records.dump(resource, current_user, obj))), status
 

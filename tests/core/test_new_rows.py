@@ -4,6 +4,7 @@ the database completes itself is left to the records path."""
 from __future__ import annotations
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, inspect as sa_inspect, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core import resources as records
 from core.extensions import db
@@ -67,3 +68,46 @@ def test_bulk_insert_and_before_write_cannot_be_declared_together():
     with pytest.raises(ValueError, match="bulk_insert"):
         records.Resource(plugin="t", name="x", model=object, schema=None, plural="xs", label="X",
                          label_plural="Xs", bulk_insert=True, before_write=lambda *a: None)
+
+
+def test_a_model_that_does_more_than_hold_its_columns_gets_no_rows(company):
+    """A constructor of its own, an insert listener, a default that reads the statement, a value
+    that is not a column: each is something only a record (the ORM path) does."""
+    from sqlalchemy import event
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Plain(Base):
+        __tablename__ = "t_plain_rows"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(20), default="x")
+
+    class OwnInit(Base):
+        __tablename__ = "t_own_init"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+
+    class Listened(Base):
+        __tablename__ = "t_listened"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    event.listen(Listened, "before_insert", lambda *args: None)
+
+    class ReadsContext(Base):
+        __tablename__ = "t_reads_context"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        code: Mapped[str] = mapped_column(String(20), default=lambda context: context.get_current_parameters()["id"])
+
+    def rows(model, clean):
+        resource = records.Resource(plugin="t", name=model.__tablename__, model=model, schema=None, plural="ts",
+                                    label="T", label_plural="Ts", bulk_insert=True)
+        return records.new_rows(resource, user("admin"), [clean])
+
+    with company.app_context():
+        assert rows(Plain, {}) == [{"id": None, "name": "x"}]
+        assert rows(Plain, {"nickname": "y"}) is None
+        for model in (OwnInit, Listened, ReadsContext):
+            assert rows(model, {}) is None, model.__name__

@@ -2,7 +2,9 @@
 credit code in an import and shown by its name on pages, always through the reader's own scope."""
 from __future__ import annotations
 
+import html
 import io
+import re
 
 from flask_babel import force_locale, gettext
 from sqlalchemy import select
@@ -160,3 +162,62 @@ def test_a_records_page_lists_the_records_that_refer_to_it_and_what_waits_on_som
     assert "相关联系人0" in listed and "别人的相关联系人" not in listed
     other = client.get(f"/crm/contacts?customer_id={found['theirs'][0]}").get_data(as_text=True)
     assert "别人的引用客户" not in other and f"#{found['theirs'][0]}" in other
+
+
+def test_a_reference_is_never_matched_by_a_field_the_user_may_not_see(app):
+    found = _customers(app)
+    with app.app_context():
+        role = next(r for r in user("sales1").roles if r.key == "sales_rep")
+        set_field_rules(user("admin"), role.id, {("crm.customer", "credit_code"): "hidden"})
+        db.session.commit()
+    client = login(app, "sales1")
+    base = {"name": "隐藏代码联系人", "owner_id": ""}
+    by_code = client.post("/crm/contacts/new", {**base, "customer_id": found["mine"][2]})
+    assert by_code.status_code == 422  # a hidden code cannot be confirmed by guessing it
+    assert client.post("/crm/contacts/new", {**base, "customer_id": "引用测试客户"}).status_code == 302
+    assert client.post("/crm/contacts/new", {**base, "customer_id": f"#{found['mine'][0]}"}).status_code == 302
+
+
+def test_odd_text_in_a_reference_box_is_a_field_error_not_a_crash(app):
+    _customers(app)
+    client = login(app, "sales1")
+    for typed in ("²", "9" * 5000, "客户\x00", "#", "#99999999999"):
+        response = client.post("/crm/contacts/new", {"name": "奇怪输入", "customer_id": typed})
+        assert response.status_code == 422, (typed[:20], response.status_code)
+    rows = [["联系人姓名", "客户"], ["奇怪一", "²"], ["奇怪二", "9" * 5000]]
+    import_id = preview_id(client.post("/crm/contacts/import", {"file": (io.BytesIO(csv_bytes(rows)), "c.csv")},
+                                       content_type="multipart/form-data"))
+    with app.app_context():
+        assert db.session.get(Import, import_id).rejected == 2
+
+
+def test_an_edit_keeps_a_reference_and_an_owner_it_did_not_touch(app):
+    found = _customers(app)
+    with app.app_context():
+        contact = records.get_resource("crm.contact")
+        hidden_customer = records.create(contact, user("admin"), {
+            "name": "客户看不见的联系人", "customer_id": found["theirs"][0], "owner_id": user("sales1").id})
+        of_sales2 = records.create(contact, user("admin"), {"name": "停用者的联系人", "owner_id": user("sales2").id,
+                                                            "customer_id": found["theirs"][0]})
+        user("sales2").active = False
+        db.session.commit()
+        ids = hidden_customer.id, of_sales2.id
+        sales2_id = user("sales2").id
+
+    def save(client, contact_id, **changes):
+        form = client.get(f"/crm/contacts/{contact_id}/edit").get_data(as_text=True)
+        fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', form))
+        selected = re.search(r'name="owner_id".*?<option value="(\d+)" selected', form, re.S)
+        data = {k: html.unescape(v) for k, v in fields.items() if k != "csrf_token"}
+        data["owner_id"] = selected.group(1) if selected else ""
+        return client.post(f"/crm/contacts/{contact_id}/edit", {**data, **changes})
+
+    rep = login(app, "sales1")
+    assert f'value="#{found["theirs"][0]}"' in rep.get(f"/crm/contacts/{ids[0]}/edit").get_data(as_text=True)
+    assert save(rep, ids[0], title="采购").status_code == 302  # the customer it may not read is kept, unread
+    assert save(login(app, "admin"), ids[1], title="经理").status_code == 302  # the deactivated owner is offered
+    with app.app_context():
+        kept = {c.id: (c.customer_id, c.owner_id, c.title) for c in db.session.scalars(
+            select(Contact).where(Contact.id.in_(ids)))}
+    assert kept[ids[0]][0] == found["theirs"][0] and kept[ids[0]][2] == "采购"
+    assert kept[ids[1]] == (found["theirs"][0], sales2_id, "经理")
