@@ -45,15 +45,14 @@ class Reading:
         """Look up the names ``rows`` refer to: a query for each kind, not one a row. The records'
         titles are those of these rows only (an export reads batch after batch); users and
         departments are kept, there are few of them."""
-        from core.org.models import Department, User
+        from core.org.models import Department
+        from core.org.services import display_names
 
         wanted = {"user": set(), "department": set()}
         for field, kind in self.kinds.items():
             wanted[kind].update(row[field] for row in rows if type(row.get(field)) is int
                                 and (kind, row[field]) not in self._people)
-        if wanted["user"]:
-            self._people.update((("user", uid), name) for uid, name in db.session.execute(
-                select(User.id, User.display_name).where(User.id.in_(wanted["user"]))))
+        self._people.update((("user", uid), name) for uid, name in display_names(wanted["user"]).items())
         if wanted["department"]:
             self._people.update((("department", did), name) for did, name in db.session.execute(
                 select(Department.id, Department.name).where(Department.id.in_(wanted["department"]))))

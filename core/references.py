@@ -21,7 +21,7 @@ from core.extensions import db
 from core.permissions import scope_filter
 from core.permissions.fields import field_rules
 
-__all__ = ["record_id", "references_of", "user_fields", "department_fields", "titles", "find", "Related", "referring"]
+__all__ = ["id_from_text", "references_of", "user_fields", "department_fields", "titles", "find", "Related", "referring"]
 
 
 def _targets(resource) -> dict:
@@ -56,17 +56,12 @@ def department_fields(resource) -> set[str]:
     return {name for name, table in _targets(resource).items() if table == "core_department"}
 
 
-def _title_column(target, user):
-    """The column the reader may know ``target``'s records by, or ``None`` (hidden or masked for them)."""
-    return _known_by(target, user, target.title_field)
-
-
 def titles(resource, user, rows: list[dict]) -> dict:
     """``{(field, id): title}`` of the records ``rows`` refer to that ``user`` may read: one query a field."""
     names = {}
     for name, target in references_of(resource).items():
         ids = {row[name] for row in rows if type(row.get(name)) is int}
-        column = _title_column(target, user)
+        column = _known_by(target, user, target.title_field)
         if not ids or column is None:
             continue
         for record_id, title in db.session.execute(select(target.model.id, column).where(
@@ -75,7 +70,7 @@ def titles(resource, user, rows: list[dict]) -> dict:
     return names
 
 
-def record_id(text: str) -> int | None:
+def id_from_text(text: str) -> int | None:
     """``text`` as a record's id: plain ASCII digits (or ``#`` and digits, as pages and exports show
     an id), within an INTEGER key; else ``None`` (``"²".isdigit()`` is true, yet no id)."""
     digits = text[1:] if text.startswith("#") else text
@@ -99,7 +94,7 @@ def find(target, user, text: str) -> int | None:
     if "\x00" in text:
         return None
     model, scope = target.model, scope_filter(target, "read", user)
-    number = record_id(text)
+    number = id_from_text(text)
     if number is not None:
         found = db.session.scalar(select(model.id).where(model.id == number, scope))
         if found is not None:

@@ -155,7 +155,7 @@ def resource_export(plugin: str, plural: str):
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         buffer.write("\ufeff")  # a BOM so that Excel opens UTF-8 Chinese text correctly
-        writer.writerow([imports.label(resource, f) for f in fields])
+        writer.writerow([records.field_label(resource, f) for f in fields])
         for batch in _people_rows(resource, user, query, fields):
             writer.writerows([_csv_cell(v) for v in row] for row in batch)
             yield buffer.getvalue()
@@ -193,7 +193,7 @@ def resource_export_xlsx(plugin: str, plural: str):
 
     spool = tempfile.TemporaryFile()
     try:
-        imports.write_xlsx(spool, [imports.label(resource, f) for f in fields], rows)
+        imports.write_xlsx(spool, [records.field_label(resource, f) for f in fields], rows)
     except BaseException:
         spool.close()
         raise

@@ -130,12 +130,9 @@ def list_for(resource, record_id, user, limit: int = 500) -> list[Comment]:
 
 def authors(comments: list[Comment]) -> dict[int, str]:
     """``{user id: display name}`` for the authors of ``comments`` (one query)."""
-    from core.org.models import User
+    from core.org.services import display_names
 
-    ids = {c.author_id for c in comments if c.author_id}
-    if not ids:
-        return {}
-    return dict(db.session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
+    return display_names(c.author_id for c in comments)
 
 
 def render(body: str) -> Markup:

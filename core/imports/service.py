@@ -51,7 +51,7 @@ from core.permissions import can, require, scope_filter
 from core.permissions.fields import field_rules
 from core.readers import row_reader
 
-__all__ = ["Import", "preview", "check", "apply", "write", "fail", "undo", "read", "count_rows", "background_rows", "get_import", "rejects_csv", "template", "write_xlsx", "label",
+__all__ = ["Import", "preview", "check", "apply", "write", "fail", "undo", "read", "count_rows", "background_rows", "get_import", "rejects_csv", "template", "write_xlsx",
            "importable_fields", "parse", "require_import"]
 
 _YES = {"是", "yes", "y", "true", "1", "√", "✓"}
@@ -61,11 +61,6 @@ MAX_ERROR_ROWS = 1000
 
 
 # Fields and headers ------------------------------------------------------------------------------
-
-
-def label(resource, name: str) -> str:
-    """A field's label in the current language (``records.field_label``)."""
-    return records.field_label(resource, name)
 
 
 def importable_fields(resource, user) -> list[str]:
@@ -84,7 +79,7 @@ def _names_for(resource, name: str) -> set[str]:
     names = {_normal(name)}
     for locale in ("en", "zh_CN"):
         with force_locale(locale):
-            names.add(_normal(label(resource, name)))
+            names.add(_normal(records.field_label(resource, name)))
     return names
 
 
@@ -242,7 +237,7 @@ def _user_by_name(text: str, user):
     """A user's id from a file (an owner, an assignee): a username or a display name (or the id itself)."""
     from core.org.models import User
 
-    if (number := references.record_id(text)) is not None:
+    if (number := references.id_from_text(text)) is not None:
         return number
     ids = db.session.scalars(select(User.id).where(or_(User.username == text, User.display_name == text)).limit(2)).all()
     return ids[0] if len(ids) == 1 else None
@@ -324,7 +319,7 @@ def _messages(resource, exc: Exception) -> list[tuple[str, str]]:
     """``[(field label, message)]`` for a row that failed."""
     if isinstance(exc, DomainError):
         if exc.fields:
-            return [(label(resource, name) if name != "_schema" else "", str(message))
+            return [(records.field_label(resource, name) if name != "_schema" else "", str(message))
                     for name, messages in exc.fields.items()
                     for message in (messages if isinstance(messages, list) else [messages])]
         return [("", str(exc.message))]
@@ -704,7 +699,7 @@ def check(imp: Import, resource, user, progress=None) -> Import:
 
 def get_import(import_id, user) -> Import:
     """The import ``user`` made (an administrator sees every one); otherwise ``NotFound``."""
-    number = references.record_id(str(import_id))  # an INTEGER key: larger ids cannot exist
+    number = references.id_from_text(str(import_id))  # an INTEGER key: larger ids cannot exist
     imp = db.session.get(Import, number) if number is not None else None
     if imp is None or (imp.user_id != user.id and not user.is_admin):
         raise NotFound(_("Not found."))
@@ -942,7 +937,7 @@ def template(resource, user, kind: str) -> bytes:
     """An empty import file (headers in the user's language) with the resource's example row."""
     names = importable_fields(resource, user)
     example = resource.sample(0)
-    headers = [label(resource, n) for n in names]
+    headers = [records.field_label(resource, n) for n in names]
     row = ["" if example.get(n) is None else example.get(n) for n in names]
     if kind == "xlsx":
         buffer = io.BytesIO()

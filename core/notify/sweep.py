@@ -222,11 +222,9 @@ def _sweep_robot(robot_id: int, token: str, counts: dict) -> None:
 
 
 def _recipient_names(ids: set) -> dict:
-    from core.org.models import User
+    from core.org.services import display_names
 
-    if not ids:
-        return {}
-    return dict(db.session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
+    return display_names(ids)
 
 
 def _group_language():

@@ -20,6 +20,7 @@ from core.org.schemas import INT32, DepartmentIn, DepartmentOut, PasswordChangeI
 from core.schemas import load
 
 __all__ = [
+    "display_names",
     "authenticate", "change_own_password", "create_department", "create_user", "delete_department",
     "department_tree", "ensure_default_roles", "find_user", "set_password", "update_department",
     "update_profile", "update_user",
@@ -149,6 +150,14 @@ def _reference(model, object_id: int | None, field: str):
 
 
 # Users ------------------------------------------------------------------------------------------
+
+
+def display_names(user_ids) -> dict[int, str]:
+    """``{id: display name}`` of the users ``user_ids`` names (``None`` and 0 left out), in one query."""
+    ids = {i for i in user_ids if i}
+    if not ids:
+        return {}
+    return dict(db.session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
 
 
 def find_user(username: str) -> User | None:

@@ -42,11 +42,9 @@ def discussion(resource, obj) -> dict:
     names = comments.authors(thread)
     uploaders = {a.uploaded_by_id for a in files if a.uploaded_by_id} - set(names)
     if uploaders:
-        from sqlalchemy import select
+        from core.org.services import display_names
 
-        from core.org.models import User
-
-        names.update(db.session.execute(select(User.id, User.display_name).where(User.id.in_(uploaders))).all())
+        names.update(display_names(uploaders))
     return {"attachments": files, "comments": thread, "names": names, "render": comments.render,
             "size": attachments.human_size, "accept": attachments.accept_attribute(),
             "max_mb": attachments.max_mb(), "types": ", ".join(k.name for k in attachments.kinds())}

@@ -44,9 +44,9 @@ def upload(plugin: str, plural: str):
                 errors = exc.fields or {"file": [exc.message]}
     recent = db.session.scalars(select(Import).where(Import.resource == resource.key, Import.user_id == current_user.id)
                                 .order_by(Import.id.desc()).limit(10)).all()
-    fields = [imports.label(resource, n) for n in imports.importable_fields(resource, current_user)]
+    fields = [records.field_label(resource, n) for n in imports.importable_fields(resource, current_user)]
     return render_template("imports/upload.html", resource=resource, errors=errors, recent=recent,
-                           fields=fields, key_label=imports.label(resource, resource.natural_key) if resource.natural_key else None), 422 if errors else 200
+                           fields=fields, key_label=records.field_label(resource, resource.natural_key) if resource.natural_key else None), 422 if errors else 200
 
 
 @bp.get("/<name:plugin>/<name:plural>/import/template.<kind>")
@@ -66,7 +66,7 @@ def template(plugin: str, plural: str, kind: str):
 def show(import_id: int):
     imp = imports.get_import(import_id, current_user)
     resource = records.get_resource(imp.resource)
-    columns = [(header, imports.label(resource, name) if name else None) for header, name in zip(imp.headers, imp.mapping)]
+    columns = [(header, records.field_label(resource, name) if name else None) for header, name in zip(imp.headers, imp.mapping)]
     return render_template("imports/show.html", imp=imp, resource=resource, columns=columns)
 
 

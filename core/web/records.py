@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from core import audit, inbox, references, resources as records
 from core.display import Reading
+from core.org.services import display_names
 from core.errors import BusinessRuleError, Conflict, Forbidden, ValidationError
 from core.extensions import db
 from core.permissions import can, scope_filter
@@ -27,9 +28,6 @@ from core.preferences import get_preference, set_preference
 from core.schemas import choices as field_choices, list_from_text
 
 bp = Blueprint("records", __name__)
-
-
-field_label = records.field_label
 
 
 def input_kind(field: marshmallow.fields.Field) -> str:
@@ -64,7 +62,7 @@ def form_fields(resource, user) -> list[dict]:
     for name, field in resource.schema._declared_fields.items():
         if field.dump_only or rules.get(name) == "hidden" or name in records.SYSTEM_FIELDS:
             continue
-        spec = {"name": name, "label": field_label(resource, name), "kind": input_kind(field),
+        spec = {"name": name, "label": records.field_label(resource, name), "kind": input_kind(field),
                 "choices": field_choices(field), "required": field.required,
                 "disabled": rules.get(name) in ("readonly", "masked")}
         if name in people:
@@ -231,25 +229,25 @@ def list_page(plugin: str, plural: str):
     rows = page.items
     declared = resource.schema._declared_fields
     by_id = references.user_fields(resource) | references.department_fields(resource) | set(references.references_of(resource))
-    filters = [{"name": f, "label": field_label(resource, f), "kind": records.column_kind(resource, f),
+    filters = [{"name": f, "label": records.field_label(resource, f), "kind": records.column_kind(resource, f),
                 "choices": field_choices(declared[f]) if f in declared else []}
                for f in resource.filters if f in visible and f not in by_id
                and field_rules(resource, current_user).get(f) != "masked"]
     # A filter by a related record (a customer's contacts, from its page) has no box: it is shown
     # by the record's name, kept when the form is sent, and can be taken off.
     linked = {f: params[f] for f in resource.filters if f in by_id and f in params}
-    ids = {f: references.record_id(v) for f, v in linked.items()}
+    ids = {f: references.id_from_text(v) for f, v in linked.items()}
     display = _displayer(resource, rows + [{f: i for f, i in ids.items() if i is not None}])
-    linked_filters = [{"name": f, "label": field_label(resource, f), "value": v,
+    linked_filters = [{"name": f, "label": records.field_label(resource, f), "value": v,
                        "text": display(ids[f], f, False) if ids[f] is not None else v} for f, v in linked.items()]
     pages = max(1, -(-page.total // page.per_page))
     return render_template(
         "records/list.html", resource=resource, columns=columns, rows=rows, page=page, pages=pages,
-        params=params, filters=filters, all_columns=[(f, field_label(resource, f)) for f in _choosable(resource, visible)],
+        params=params, filters=filters, all_columns=[(f, records.field_label(resource, f)) for f in _choosable(resource, visible)],
         can_create=can(current_user, resource.permission("create")),
         can_export=can(current_user, resource.permission("export")), display=display, linked_filters=linked_filters,
         can_import=can(current_user, resource.permission("import")),
-        label=lambda name: field_label(resource, name), errors=errors,
+        label=lambda name: records.field_label(resource, name), errors=errors,
     ), 422 if errors else 200
 
 
@@ -306,17 +304,11 @@ def detail(plugin: str, plural: str, record_id: int):
     related = references.referring(resource, current_user, obj.id)
     todos = inbox.about(resource.key, obj.id)
     return render_template("records/detail.html", resource=resource, obj=obj, row=row, may=may, history=history,
-                           title=resource.title_of(row), label=lambda name: field_label(resource, name),
+                           title=resource.title_of(row), label=lambda name: records.field_label(resource, name),
                            display=_displayer(resource, [row]), tab=request.args.get("tab", "details"),
-                           related=related, todos=todos, assignees=_user_names({t.assignee_id for t in todos}),
+                           related=related, todos=todos, assignees=display_names(t.assignee_id for t in todos),
                            links=[link for link in resource.detail_links
                                   if link.permission is None or can(current_user, link.permission)])
-
-
-def _user_names(ids: set) -> dict:
-    from core.org.models import User
-
-    return dict(db.session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all()) if ids else {}
 
 
 def _may(resource, action: str, obj) -> bool:

@@ -191,9 +191,6 @@ def _audit_title(resource, entry, user) -> str:
 
 def user_names(user_ids) -> dict[int, str]:
     """Display names of ``user_ids``, in one query."""
-    from core.org.models import User
+    from core.org.services import display_names
 
-    ids = {i for i in user_ids if i}
-    if not ids:
-        return {}
-    return dict(db.session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
+    return display_names(user_ids)

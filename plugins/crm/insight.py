@@ -13,11 +13,11 @@ from flask_babel import gettext as _, lazy_gettext as _l
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from core import audit
+from core import audit, resources as records
 from core.errors import Forbidden, ValidationError
 from core.extensions import db
 from core.permissions import can
-from core.web.records import _displayer, field_label
+from core.web.records import _displayer
 from plugins.crm import customer360, reports
 from plugins.crm.resources import CUSTOMER
 
@@ -51,7 +51,7 @@ def customer360_page(record_id: int):
     return render_template(
         "crm/customer360.html", view=view, customer=CUSTOMER, title=CUSTOMER.title_of(view.row), names=names,
         columns=columns, displays={s.key: _displayer(s.resource, s.rows) for s in view.sections},
-        customer_display=_displayer(CUSTOMER, [view.row]), label=field_label,
+        customer_display=_displayer(CUSTOMER, [view.row]), label=records.field_label,
         approval_status=lambda status: str(APPROVAL_STATUS.get(status, status)))
 
 

@@ -19,7 +19,6 @@ from core.errors import DomainError, NotFound, ValidationError
 from core.extensions import csrf, db
 from core.permissions import can, scope_filter
 from core.schemas import load
-from core.web.records import field_label
 from plugins.crm import leadform, sales, services, settings
 from plugins.crm.models import Customer, Opportunity
 from plugins.crm.resources import CUSTOMER, LEAD, OPPORTUNITY, ORDER
@@ -232,7 +231,7 @@ def convert_lead(record_id: int):
         customer = db.session.scalar(records.scoped(CUSTOMER, current_user).where(Customer.id == lead.customer_id))
     # What the lead itself would put in the customer or contact (a duplicate name, say): not editable
     # here, so listed above the form with the customer's field labels.
-    problems = [("" if name.startswith("_") else field_label(CUSTOMER, name), message)
+    problems = [("" if name.startswith("_") else records.field_label(CUSTOMER, name), message)
                 for name, messages in errors.items() for message in (messages if isinstance(messages, list) else [messages])]
     similar = []
     if lead.status not in ("converted", "invalid"):

@@ -184,12 +184,9 @@ def leaderboard(user, filters: Filters) -> dict:
 
 
 def _user_names(ids) -> dict:
-    from core.org.models import User
+    from core.org.services import display_names
 
-    ids = [i for i in ids if i is not None]
-    if not ids:
-        return {}
-    return dict(db.session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
+    return display_names(ids)
 
 
 def customers(user, filters: Filters) -> dict:
