@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -59,16 +60,18 @@ def test_list_searches_filters_sorts_and_pages(company):
 
 
 def test_the_filter_form_sent_with_blank_boxes_filters_nothing_and_a_day_bound_covers_the_day(company):
+    from core import clock
+
+    # 17:30 UTC is already tomorrow in Asia/Shanghai: the day a user types is their own day.
+    clock.set_now(datetime(2026, 12, 7, 17, 30, tzinfo=UTC))
     rep = login(company, "sales1")
     add_note(rep, "今天的记录")
     blank = text(rep.get(f"{LIST}?q=&title__contains=&updated_at__gte=&updated_at__lte="))
     assert "今天的记录" in blank  # blank boxes are no filter, not "is empty"
     form = text(rep.get(LIST))
     assert 'name="updated_at__gte" value="" type="date"' in form or 'type="date" id="flt-updated_at-gte"' in form
-    from core import clock
-
-    today = clock.now().date().isoformat()
-    assert "今天的记录" in text(rep.get(f"{LIST}?updated_at__gte={today}&updated_at__lte={today}"))
+    assert "今天的记录" in text(rep.get(f"{LIST}?updated_at__gte=2026-12-08&updated_at__lte=2026-12-08"))
+    assert "今天的记录" not in text(rep.get(f"{LIST}?updated_at__gte=2026-12-07&updated_at__lte=2026-12-07"))
     assert "今天的记录" not in text(rep.get(f"{LIST}?updated_at__lte=2000-01-01"))
 
 
