@@ -69,27 +69,54 @@ class Reading:
 
     def text(self, field: str, value):
         """``value`` as a spreadsheet cell shows it to people: text, or a number for amounts and counts."""
+        return self.cell(field)(value)
+
+    def cell(self, field: str):
+        """``text`` of ``field``'s values as a function of the value alone: what to do with the
+        field is chosen once, not for each of an export's cells."""
+        if field in self.kinds or field in self.targets:
+            return lambda value: self._reference(field, value)
+        if field in self.choices:
+            labels = self.choices[field]
+            return lambda value: None if value is None or value == "" else labels.get(value, value)
+        if field in self.times:
+            return self._time
+        if field in self.amounts:
+            return self._amount
+        return self._value
+
+    def _reference(self, field: str, value):
         if value is None or value == "":
             return None
-        if field in self.kinds or field in self.targets:
-            found = self.name(field, value)
-            return found if found is not None else (value if field in self.kinds else f"#{value}")
-        if field in self.choices:
-            return self.choices[field].get(value, value)
-        if field in self.times and isinstance(value, str):
-            try:
-                return datetime.fromisoformat(value).astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
-            except ValueError:
-                return value  # a masked value
-        if field in self.amounts and isinstance(value, str):
-            try:
-                return Decimal(value)
-            except InvalidOperation:
-                return value  # a masked value
+        found = self.name(field, value)
+        return found if found is not None else (value if field in self.kinds else f"#{value}")
+
+    def _time(self, value):
+        if type(value) is not str:
+            return self._value(value)
+        try:
+            return datetime.fromisoformat(value).astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
+        except ValueError:
+            return value or None  # a masked value
+
+    def _amount(self, value):
+        if type(value) is not str:
+            return self._value(value)
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            return value or None  # a masked value
+
+    @staticmethod
+    def _value(value):
+        if type(value) is str:
+            return value or None
+        if value is None:
+            return None
         if isinstance(value, bool):
             return _("Yes") if value else _("No")
         if isinstance(value, list):
-            return "、".join(str(v) for v in value)
+            return "、".join(str(v) for v in value) or None
         if isinstance(value, dict):
             return "; ".join(f"{k}: {v}" for k, v in value.items()) or None
         return value

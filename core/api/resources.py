@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 
 from flask import Response, jsonify, request, stream_with_context
 from flask_babel import gettext as _
@@ -125,10 +126,10 @@ def _people_rows(resource, user, query, fields):
     """Batches of the list's rows as people read them (``core.display.Reading``: names, labels,
     local times), which the import reads back."""
     reading = Reading(resource, user)
+    cells = [(f, reading.cell(f)) for f in fields]
     for batch in records.dumped_batches(resource, user, query, EXPORT_BATCH):
         reading.read(batch)
-        text = reading.text
-        yield [[text(f, row.get(f)) for f in fields] for row in batch]
+        yield [[cell(row.get(f)) for f, cell in cells] for row in batch]
 
 
 def _csv_cell(value):
@@ -193,7 +194,8 @@ def resource_export_xlsx(plugin: str, plural: str):
 
     spool = tempfile.TemporaryFile()
     try:
-        imports.write_xlsx(spool, [records.field_label(resource, f) for f in fields], rows)
+        # Cells as people read them are text, numbers or none already (lists joined): written as they are.
+        xlsx.write(spool, [(None, itertools.chain([[records.field_label(resource, f) for f in fields]], rows))])
     except BaseException:
         spool.close()
         raise
