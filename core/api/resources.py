@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 
 from flask import Response, jsonify, request, stream_with_context
 from flask_babel import gettext as _
@@ -194,8 +193,7 @@ def resource_export_xlsx(plugin: str, plural: str):
 
     spool = tempfile.TemporaryFile()
     try:
-        # Cells as people read them are text, numbers or none already (lists joined): written as they are.
-        xlsx.write(spool, [(None, itertools.chain([[records.field_label(resource, f) for f in fields]], rows))])
+        imports.write_xlsx(spool, [records.field_label(resource, f) for f in fields], rows)
     except BaseException:
         spool.close()
         raise
