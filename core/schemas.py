@@ -97,8 +97,16 @@ def choices(field: marshmallow.fields.Field) -> list[tuple]:
 def choice_from_text(field: marshmallow.fields.Field, text: str) -> str:
     """The stored code of a choice typed as its label (``正常`` for ``active``) or as its code in
     another case (``a`` for ``A``); any other text as it is, for the schema to refuse."""
-    typed = text.strip().lower()
+    return choice_reader(field)(text)
+
+
+def choice_reader(field: marshmallow.fields.Field):
+    """``choice_from_text`` for ``field`` with its choices read once: ``read(text) -> code or text``
+    (an import reads a column's many cells with one; labels in the current language)."""
+    codes = {}
     for code, label in choices(field):
-        if label.strip().lower() == typed or str(code).lower() == typed:
-            return code
-    return text
+        codes.setdefault(label.strip().lower(), code)
+        codes.setdefault(str(code).lower(), code)
+    if not codes:
+        return lambda text: text
+    return lambda text: codes.get(text.strip().lower(), text)

@@ -45,7 +45,7 @@ from core import audit, clock, references, resources as records, xlsx
 from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from core.extensions import db
 from core.imports.models import ACTIVE, Import, ImportChange
-from core.schemas import choice_from_text, list_from_text
+from core.schemas import choice_reader, list_from_text
 from core.models import reserve_ids
 from core.permissions import can, require, scope_filter
 from core.permissions.fields import field_rules
@@ -257,20 +257,47 @@ def _lookups(resource) -> dict:
 MAX_REMEMBERED = 10_000
 
 
-def _row_data(resource, user, mapping, cells, memo: dict | None = None, lookups: dict | None = None) -> dict:
+def _cell_readers(resource) -> dict:
+    """``{field: read(text)}``: how a cell's text becomes the input of each field that is not looked
+    up (a list split, a yes/no, an Excel date cell's day, a choice's label as its code); made once
+    per import, so a choice field's labels are read once, not once per cell."""
+    readers = {}
+    for name, field in resource.schema._declared_fields.items():
+        if isinstance(field, marshmallow.fields.List):
+            readers[name] = list_from_text
+        elif isinstance(field, marshmallow.fields.Boolean):
+            readers[name] = _yes_no
+        elif isinstance(field, marshmallow.fields.Date):
+            readers[name] = _day  # an Excel date cell reads as midnight
+        else:
+            readers[name] = choice_reader(field)
+    return readers
+
+
+def _yes_no(text: str):
+    lowered = text.lower()
+    return True if lowered in _YES else False if lowered in _NO else text
+
+
+def _day(text: str) -> str:
+    return text.split("T", 1)[0]
+
+
+def _row_data(resource, user, mapping, cells, memo: dict | None = None, lookups: dict | None = None,
+              readers: dict | None = None) -> dict:
     """A row's cells as the input ``create``/``update`` take; names looked up; empty cells left out.
 
     ``memo`` (one import's) keeps what each looked-up name gave, so each distinct name costs one
-    query; ``lookups`` is ``_lookups(resource)`` (an import's, made once).
+    query; ``lookups`` is ``_lookups(resource)`` and ``readers`` ``_cell_readers(resource)`` (an
+    import's, made once).
     """
     data, errors = {}, {}
     lookups = _lookups(resource) if lookups is None else lookups
-    declared = resource.schema._declared_fields
+    readers = _cell_readers(resource) if readers is None else readers
     for name, text in zip(mapping, cells):
         text = (text or "").strip()
         if name is None or text == "":
             continue
-        field = declared[name]
         if name in lookups:
             if memo is not None and (name, text) in memo:
                 found = memo[(name, text)]
@@ -286,14 +313,8 @@ def _row_data(resource, user, mapping, cells, memo: dict | None = None, lookups:
                 errors[name] = [_("Nothing called “%(value)s” was found.", value=text)]
                 continue
             data[name] = found
-        elif isinstance(field, marshmallow.fields.List):
-            data[name] = list_from_text(text)
-        elif isinstance(field, marshmallow.fields.Boolean):
-            data[name] = True if text.lower() in _YES else False if text.lower() in _NO else text
-        elif isinstance(field, marshmallow.fields.Date) and "T" in text:
-            data[name] = text.split("T", 1)[0]  # an Excel date cell reads as midnight
         else:
-            data[name] = choice_from_text(field, text)
+            data[name] = readers[name](text)
     if errors:
         raise ValidationError(_("Please correct the highlighted fields."), fields=errors)
     return data
@@ -368,7 +389,7 @@ class _Run:
 
     def __init__(self, resource, user, mapping: list):
         self.resource, self.user, self.mapping, self.memo = resource, user, mapping, {}
-        self.lookups = _lookups(resource)
+        self.lookups, self.readers = _lookups(resource), _cell_readers(resource)
         self.updates = bool(resource.natural_key) and can(user, resource.permission("update"))
         self.key_cell = mapping.index(resource.natural_key) if resource.natural_key in mapping else None
         self.unique = _unique_sets(resource.model)
@@ -469,7 +490,7 @@ def _part(run: _Run, rows: list, keep: bool) -> list:
     results, datas = [None] * len(rows), [None] * len(rows)
     for i, (_number, cells) in enumerate(rows):
         try:
-            datas[i] = _row_data(resource, user, run.mapping, cells, run.memo, run.lookups)
+            datas[i] = _row_data(resource, user, run.mapping, cells, run.memo, run.lookups, run.readers)
         except DomainError as exc:
             results[i] = exc
     existing = run.existing([d for d in datas if d is not None])
