@@ -435,17 +435,32 @@ def _check_columns(resource: Resource, user, clean: dict) -> None:
     no schema has to repeat its table. A datetime without a time zone is taken in the user's.
     """
     errors = {}
-    columns = sa_inspect(resource.model).columns
+    columns = _stored_columns(resource.model)
     for name, value in list(clean.items()):
-        column = columns.get(name)
-        if column is None or value is None:
+        stored = columns.get(name)
+        if stored is None or value is None:
             continue
+        column, plain_text_under = stored
+        if type(value) is str and len(value) < plain_text_under and "\x00" not in value:
+            continue  # the common case, decided without the general checks below
         if isinstance(value, datetime) and value.tzinfo is None:
             clean[name] = value = value.replace(tzinfo=_user_zone(user))
         if problem := _column_problem(column, value):
             errors[name] = [problem]
     if errors:
         raise ValidationError(_("Please correct the highlighted fields."), fields=errors)
+
+
+@lru_cache(maxsize=256)
+def _stored_columns(model) -> dict[str, tuple]:
+    """``{attribute: (column, n)}`` of ``model``'s columns: text shorter than ``n`` characters and
+    without NUL is what the column holds as it is (``n`` is 0 for a referencing column: its value
+    is checked to exist)."""
+    plan = {}
+    for name, column in sa_inspect(model).columns.items():
+        length = getattr(column.type, "length", None) if isinstance(column.type, String) else None
+        plan[name] = (column, 0 if column.foreign_keys else (length + 1 if length else float("inf")))
+    return plan
 
 
 def _column_problem(column, value, references: bool = True) -> str | None:

@@ -6,9 +6,12 @@ a result of 31 is written ``0``.
 """
 from __future__ import annotations
 
+from operator import mul
+
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 WEIGHTS = tuple(pow(3, i, 31) for i in range(17))
 _VALUE = {ch: i for i, ch in enumerate(ALPHABET)}
+_SYMBOLS = frozenset(ALPHABET)
 
 
 def check_char(first17: str) -> str:
@@ -16,7 +19,7 @@ def check_char(first17: str) -> str:
     if len(first17) != 17:
         raise ValueError("need 17 characters")
     try:
-        total = sum(_VALUE[ch] * w for ch, w in zip(first17, WEIGHTS))
+        total = sum(map(mul, map(_VALUE.__getitem__, first17), WEIGHTS))
     except KeyError as exc:
         raise ValueError(f"invalid character {exc.args[0]!r}") from None
     return ALPHABET[(31 - total % 31) % 31]
@@ -24,7 +27,7 @@ def check_char(first17: str) -> str:
 
 def is_valid(code: str) -> bool:
     """True for an 18-character code (upper case) whose check character matches."""
-    if not isinstance(code, str) or len(code) != 18 or any(ch not in _VALUE for ch in code):
+    if not isinstance(code, str) or len(code) != 18 or not _SYMBOLS.issuperset(code):
         return False
     return check_char(code[:17]) == code[17]
 
