@@ -10,7 +10,8 @@ import json
 import re
 
 import marshmallow
-from flask_babel import gettext, lazy_gettext as _l
+from flask import current_app, has_app_context
+from flask_babel import force_locale, gettext, lazy_gettext as _l
 
 from core.errors import ValidationError
 
@@ -94,6 +95,31 @@ def choices(field: marshmallow.fields.Field) -> list[tuple]:
     return []
 
 
+class OneOf(marshmallow.validate.OneOf):
+    """marshmallow's ``OneOf`` for choices with labels: its message names them by their labels in
+    the reader's language (read when the message is made), with the codes an API client sends."""
+
+    def __init__(self, choices, labels):
+        super().__init__(choices, labels=labels, error=_l("Must be one of: {labels} (codes: {choices})."))
+
+    def _format_error(self, value) -> str:
+        labels = ", ".join(str(label) for label in self.labels)
+        if labels == self.choices_text:  # labelled as they are stored (levels A, B, C)
+            return gettext("Must be one of: %(choices)s.", choices=labels)
+        return str(self.error).format(input=value, choices=self.choices_text, labels=labels)
+
+
+def _choices_in_every_language(field: marshmallow.fields.Field) -> list[tuple]:
+    """``choices(field)`` in the current language, then in each of the app's other languages."""
+    found = choices(field)
+    if not found or not has_app_context():
+        return found
+    for locale in current_app.config["YITI"]["LANGUAGES"]:
+        with force_locale(locale):
+            found += choices(field)
+    return found
+
+
 def choice_from_text(field: marshmallow.fields.Field, text: str) -> str:
     """The stored code of a choice typed as its label (``正常`` for ``active``) or as its code in
     another case (``a`` for ``A``); any other text as it is, for the schema to refuse."""
@@ -102,9 +128,11 @@ def choice_from_text(field: marshmallow.fields.Field, text: str) -> str:
 
 def choice_reader(field: marshmallow.fields.Field):
     """``choice_from_text`` for ``field`` with its choices read once: ``read(text) -> code or text``
-    (an import reads a column's many cells with one; labels in the current language)."""
+    (an import reads a column's many cells with one). A label is read in any of the app's
+    languages (``LANGUAGES``), as an import's headers are: an English page takes a file typed in
+    Chinese; where two languages' labels clash, the current language's wins."""
     codes = {}
-    for code, label in choices(field):
+    for code, label in _choices_in_every_language(field):
         codes.setdefault(label.strip().lower(), code)
         codes.setdefault(str(code).lower(), code)
     if not codes:

@@ -22,7 +22,7 @@ from core.extensions import db
 from core.permissions import can, scope_filter
 from core.permissions.fields import field_rules, mask_changes
 import plugins.approval.api as approval
-from plugins.crm.models import Contact, FollowUp, Opportunity, Order, Ticket
+from plugins.crm.models import Contact, FollowUp
 from plugins.crm.resources import CONTACT, CUSTOMER, FOLLOWUP, OPPORTUNITY, ORDER, TICKET
 
 #: Rows shown per related list; "more" links to the resource's own list filtered by the customer.

@@ -14,7 +14,7 @@ from flask_babel import gettext as _, lazy_gettext as _l
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
 from core import resources as records
-from core.schemas import length
+from core.schemas import OneOf, length
 from plugins.crm import creditcode, settings
 
 LEVELS = ("A", "B", "C")
@@ -40,8 +40,7 @@ CHOICE_LABELS = {
 
 
 def one_of(choices):
-    return marshmallow.validate.OneOf(choices, labels=[CHOICE_LABELS.get(c, c) for c in choices],
-                                      error=_l("Must be one of: {choices}."))
+    return OneOf(choices, labels=[CHOICE_LABELS.get(c, c) for c in choices])
 
 
 def _label(text):

@@ -33,6 +33,30 @@ def _upload(client, rows):
                        content_type="multipart/form-data")
 
 
+def test_statuses_are_read_in_either_language_whatever_the_page_language_is(app):
+    _grant_import(app)
+    with app.app_context():
+        user("sales1").language = "en"
+        db.session.commit()
+    client = login(app, "sales1")
+    rows = [["Customer name", "状态", "Level"], ["双语客户甲", "休眠", ""], ["双语客户乙", "Lost customer", "b"],
+            ["双语客户丙", "睡着了", ""], ["双语客户丁", "", "D"]]
+    import_id = preview_id(_upload(client, rows))
+    with app.app_context():
+        imp = db.session.get(Import, import_id)
+        assert (imp.to_insert, imp.rejected) == (2, 2), imp.errors
+        assert [e["row"] for e in imp.errors] == [4, 5]
+        assert imp.errors[1]["message"] == "Must be one of: A, B, C."  # labelled as stored: no codes beside
+        assert imp.errors[0]["message"] == ("Must be one of: Active, Dormant, Lost customer "
+                                            "(codes: active, dormant, lost).")
+    client.post(f"/imports/{import_id}/apply")
+    with app.app_context():
+        found = dict(db.session.execute(select(Customer.name, Customer.status).where(Customer.name.like("双语客户%"))).all())
+    assert found == {"双语客户甲": "dormant", "双语客户乙": "lost"}
+    with app.app_context():
+        assert db.session.scalar(select(Customer.level).where(Customer.name == "双语客户乙")) == "B"
+
+
 def test_a_row_with_the_credit_code_of_my_customer_updates_it_and_a_taken_code_is_refused_with_its_owner(app):
     _grant_import(app)
     mine, theirs = creditcode.make(8101), creditcode.make(8102)
