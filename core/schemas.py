@@ -10,8 +10,9 @@ import json
 import re
 
 import marshmallow
+from babel.lists import format_list
 from flask import current_app, has_app_context
-from flask_babel import force_locale, gettext, lazy_gettext as _l
+from flask_babel import force_locale, get_locale, gettext, lazy_gettext as _l
 
 from core.errors import ValidationError
 
@@ -103,10 +104,11 @@ class OneOf(marshmallow.validate.OneOf):
         super().__init__(choices, labels=labels, error=_l("Must be one of: {labels} (codes: {choices})."))
 
     def _format_error(self, value) -> str:
-        labels = ", ".join(str(label) for label in self.labels)
-        if labels == self.choices_text:  # labelled as they are stored (levels A, B, C)
-            return gettext("Must be one of: %(choices)s.", choices=labels)
-        return str(self.error).format(input=value, choices=self.choices_text, labels=labels)
+        labels = [str(label) for label in self.labels]
+        if ", ".join(labels) == self.choices_text:  # labelled as they are stored (levels A, B, C)
+            return gettext("Must be one of: %(choices)s.", choices=self.choices_text)
+        listed = format_list(labels, style="or", locale=get_locale() or "en")  # 正常、休眠或已流失
+        return str(self.error).format(input=value, choices=self.choices_text, labels=listed)
 
 
 def _choices_in_every_language(field: marshmallow.fields.Field) -> list[tuple]:

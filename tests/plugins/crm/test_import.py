@@ -5,10 +5,12 @@ import io
 import re
 
 import pytest
+from flask_babel import force_locale
 
 from sqlalchemy import inspect as sa_inspect, select
 
-from core import resources as records
+from core import resources as records, schemas
+from core.errors import ValidationError
 from core.extensions import db
 from core.imports.models import Import
 from core.permissions.services import set_grants
@@ -47,7 +49,7 @@ def test_statuses_are_read_in_either_language_whatever_the_page_language_is(app)
         assert (imp.to_insert, imp.rejected) == (2, 2), imp.errors
         assert [e["row"] for e in imp.errors] == [4, 5]
         assert imp.errors[1]["message"] == "Must be one of: A, B, C."  # labelled as stored: no codes beside
-        assert imp.errors[0]["message"] == ("Must be one of: Active, Dormant, Lost customer "
+        assert imp.errors[0]["message"] == ("Must be one of: Active, Dormant, or Lost customer "
                                             "(codes: active, dormant, lost).")
     client.post(f"/imports/{import_id}/apply")
     with app.app_context():
@@ -55,6 +57,10 @@ def test_statuses_are_read_in_either_language_whatever_the_page_language_is(app)
     assert found == {"双语客户甲": "dormant", "双语客户乙": "lost"}
     with app.app_context():
         assert db.session.scalar(select(Customer.level).where(Customer.name == "双语客户乙")) == "B"
+        with force_locale("zh_CN"):  # a Chinese reader sees the labels listed the Chinese way
+            with pytest.raises(ValidationError) as refused:
+                schemas.load(records.get_resource("crm.customer").schema(), {"name": "双语客户戊", "status": "睡着了"})
+        assert refused.value.fields["status"] == ["必须是以下之一：正常、休眠或已流失（代码：active, dormant, lost）。"]
 
 
 def test_a_row_with_the_credit_code_of_my_customer_updates_it_and_a_taken_code_is_refused_with_its_owner(app):
